@@ -1,0 +1,413 @@
+//! Every setting: its TOML name, its environment names, its default and
+//! how it is parsed. This table is the reference the README documents.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::HeaderName;
+
+use super::sources::{Raw, Sources, error};
+use super::{Config, ConfigError, ConfigErrors, IdentityHeaders, LogFormat};
+use crate::hash::Scheme;
+use crate::store::DatabaseUrl;
+
+/// One setting. `env` lists its variables, the preferred name first;
+/// `secret` settings also accept `<VAR>_FILE` naming a file to read.
+pub struct Key {
+    pub name: &'static str,
+    pub env: &'static [&'static str],
+    pub secret: bool,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+const fn key(
+    name: &'static str,
+    env: &'static [&'static str],
+    default: &'static str,
+    help: &'static str,
+) -> Key {
+    Key {
+        name,
+        env,
+        secret: false,
+        default,
+        help,
+    }
+}
+
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "database_url",
+        env: &["DP_DATABASE_URL", "DP_SQLALCHEMY_DATABASE_URI"],
+        secret: true,
+        default: "sqlite:///devicepass.db",
+        help: "database URL (SQLAlchemy forms accepted)",
+    },
+    key(
+        "database_pool_size",
+        &["DP_DATABASE_POOL_SIZE"],
+        "4",
+        "database connections per process",
+    ),
+    key(
+        "auto_migrate",
+        &["DP_AUTO_MIGRATE"],
+        "true",
+        "create or update the schema when serving starts",
+    ),
+    key(
+        "store_timeout",
+        &["DP_STORE_TIMEOUT"],
+        "5s",
+        "longest wait for a database answer before 503",
+    ),
+    key(
+        "listen",
+        &["DP_LISTEN"],
+        "127.0.0.1:8080",
+        "address and port to serve HTTP on",
+    ),
+    key(
+        "realm",
+        &["DP_REALM"],
+        "devicepass",
+        "realm in the WWW-Authenticate challenge",
+    ),
+    key(
+        "header_user",
+        &["DP_HEADER_USER"],
+        "X-Auth-User",
+        "identity header: username",
+    ),
+    key(
+        "header_email",
+        &["DP_HEADER_EMAIL"],
+        "X-Auth-Email",
+        "identity header: email",
+    ),
+    key(
+        "header_sub",
+        &["DP_HEADER_SUB"],
+        "X-Auth-Sub",
+        "identity header: subject",
+    ),
+    key(
+        "header_login",
+        &["DP_HEADER_LOGIN"],
+        "X-Auth-Login",
+        "identity header: token login",
+    ),
+    key(
+        "header_token_name",
+        &["DP_HEADER_TOKEN_NAME"],
+        "X-Auth-Token-Name",
+        "identity header: token name",
+    ),
+    key(
+        "password_hash",
+        &["DP_PASSWORD_HASH"],
+        "argon2",
+        "scheme for new passwords and prefix-less stored values",
+    ),
+    key(
+        "max_expiration_days",
+        &["DP_MAX_EXPIRATION_DAYS"],
+        "0",
+        "longest token lifetime in days (0: no limit)",
+    ),
+    key(
+        "wordlist",
+        &["DP_WORDLIST"],
+        "",
+        "word list file for generated passwords (empty: built-in EFF list)",
+    ),
+    key(
+        "cache_size",
+        &["DP_CACHE_SIZE"],
+        "10000",
+        "verified-hash cache entries (0 disables)",
+    ),
+    key(
+        "cache_ttl",
+        &["DP_CACHE_TTL"],
+        "5m",
+        "how long a verified hash stays cached",
+    ),
+    key(
+        "hash_workers",
+        &["DP_HASH_WORKERS"],
+        "",
+        "threads for slow hashing (empty: one per core)",
+    ),
+    key(
+        "hash_queue",
+        &["DP_HASH_QUEUE"],
+        "64",
+        "hash checks that may wait before requests get 503",
+    ),
+    key(
+        "max_candidates",
+        &["DP_MAX_CANDIDATES"],
+        "5",
+        "tokens tried when logging in with a username or email",
+    ),
+    key(
+        "use_flush_interval",
+        &["DP_USE_FLUSH_INTERVAL"],
+        "10s",
+        "how often token uses are written",
+    ),
+    key(
+        "shutdown_grace",
+        &["DP_SHUTDOWN_GRACE"],
+        "30s",
+        "time in-flight requests get on shutdown",
+    ),
+    key("log_format", &["DP_LOG_FORMAT"], "text", "text or json"),
+    key(
+        "log_level",
+        &["DP_LOG_LEVEL"],
+        "info",
+        "level or filter (error, warn, info, debug, trace)",
+    ),
+];
+
+/// Reads each setting once, collecting every error instead of stopping.
+struct Reader<'a> {
+    values: &'a HashMap<&'static str, Raw>,
+    errors: Vec<ConfigError>,
+}
+
+impl Reader<'_> {
+    fn get<T>(&mut self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+        let (value, origin) = match self.values.get(name) {
+            Some(raw) => (raw.value.as_str(), raw.origin.clone()),
+            None => (default_of(name), format!("default of {name}")),
+        };
+        match parse(value.trim()) {
+            Ok(v) => Some(v),
+            Err(reason) => {
+                self.errors.push(error(&origin, reason));
+                None
+            }
+        }
+    }
+}
+
+fn default_of(name: &str) -> &'static str {
+    KEYS.iter()
+        .find(|k| k.name == name)
+        .map_or("", |k| k.default)
+}
+
+pub(super) fn build(sources: &Sources, errors: Vec<ConfigError>) -> Result<Config, ConfigErrors> {
+    let mut r = Reader {
+        values: &sources.values,
+        errors,
+    };
+    let database_url = r.get("database_url", |v| {
+        DatabaseUrl::parse(v).map_err(|e| e.to_string())
+    });
+    let database_pool_size = r.get("database_pool_size", count(1, 1024));
+    let database_connect_timeout = r.get("database_connect_timeout", duration);
+    let auto_migrate = r.get("auto_migrate", boolean);
+    let store_timeout = r.get("store_timeout", duration);
+    let listen = r.get("listen", socket_addr);
+    let realm = r.get("realm", realm);
+    let headers = identity_headers(&mut r);
+    let password_hash = r.get("password_hash", |v| {
+        Scheme::from_str(v).map_err(|e| e.to_string())
+    });
+    let max_expiration_days = r.get("max_expiration_days", |v| {
+        count(0, 36_500)(v).map(|d| (d > 0).then_some(d as u32))
+    });
+    let wordlist = r.get(
+        "wordlist",
+        |v| Ok((!v.is_empty()).then(|| PathBuf::from(v))),
+    );
+    let cache_size = r.get("cache_size", |v| count(0, 100_000_000)(v).map(|n| n as u64));
+    let cache_ttl = r.get("cache_ttl", duration);
+    let hash_workers = r.get("hash_workers", |v| match v {
+        "" => Ok(std::thread::available_parallelism().map_or(2, |n| n.get())),
+        v => count(1, 1024)(v),
+    });
+    let hash_queue = r.get("hash_queue", count(0, 1_000_000));
+    let max_candidates = r.get("max_candidates", count(1, 100));
+    let use_flush_interval = r.get("use_flush_interval", duration);
+    let shutdown_grace = r.get("shutdown_grace", duration);
+    let log_format = r.get("log_format", |v| match v.to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("must be text or json".into()),
+    });
+    let log_level = r.get("log_level", log_filter);
+    if !r.errors.is_empty() {
+        return Err(ConfigErrors(r.errors));
+    }
+    // Every `get` above returned Some when no error was recorded.
+    let missing = || ConfigErrors(vec![error("configuration", "incomplete".into())]);
+    Ok(Config {
+        database_url: database_url.ok_or_else(missing)?,
+        database_pool_size: database_pool_size.ok_or_else(missing)?,
+        database_connect_timeout: database_connect_timeout.ok_or_else(missing)?,
+        auto_migrate: auto_migrate.ok_or_else(missing)?,
+        store_timeout: store_timeout.ok_or_else(missing)?,
+        listen: listen.ok_or_else(missing)?,
+        realm: realm.ok_or_else(missing)?,
+        headers: headers.ok_or_else(missing)?,
+        password_hash: password_hash.ok_or_else(missing)?,
+        max_expiration_days: max_expiration_days.ok_or_else(missing)?,
+        wordlist: wordlist.ok_or_else(missing)?,
+        cache_size: cache_size.ok_or_else(missing)?,
+        cache_ttl: cache_ttl.ok_or_else(missing)?,
+        hash_workers: hash_workers.ok_or_else(missing)?,
+        hash_queue: hash_queue.ok_or_else(missing)?,
+        max_candidates: max_candidates.ok_or_else(missing)?,
+        use_flush_interval: use_flush_interval.ok_or_else(missing)?,
+        shutdown_grace: shutdown_grace.ok_or_else(missing)?,
+        log_format: log_format.ok_or_else(missing)?,
+        log_level: log_level.ok_or_else(missing)?,
+    })
+}
+
+fn identity_headers(r: &mut Reader<'_>) -> Option<IdentityHeaders> {
+    let user = r.get("header_user", header_name);
+    let email = r.get("header_email", header_name);
+    let sub = r.get("header_sub", header_name);
+    let login = r.get("header_login", header_name);
+    let token_name = r.get("header_token_name", header_name);
+    Some(IdentityHeaders {
+        user: user?,
+        email: email?,
+        sub: sub?,
+        login: login?,
+        token_name: token_name?,
+    })
+}
+
+fn count(min: usize, max: usize) -> impl Fn(&str) -> Result<usize, String> {
+    move |v| match v.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("must be a whole number from {min} to {max}")),
+    }
+}
+
+fn boolean(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("must be true or false".into()),
+    }
+}
+
+/// Whole seconds (`30`) or a humantime duration (`30s`, `5m`, `1h 30m`).
+fn duration(v: &str) -> Result<Duration, String> {
+    let parsed = match v.parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(v).map_err(|_| ()),
+    };
+    match parsed {
+        Ok(d) if d <= Duration::from_secs(86_400 * 365) => Ok(d),
+        _ => Err("must be a duration such as 30s, 5m or 1h (at most a year)".into()),
+    }
+}
+
+fn socket_addr(v: &str) -> Result<SocketAddr, String> {
+    v.parse()
+        .map_err(|_| "must be an IP address and port, such as 127.0.0.1:8080 or [::1]:8080".into())
+}
+
+fn realm(v: &str) -> Result<String, String> {
+    let printable = v
+        .chars()
+        .all(|c| (' '..='~').contains(&c) && c != '"' && c != '\\');
+    if v.is_empty() || !printable {
+        return Err("must be non-empty printable ASCII without quotes or backslashes".into());
+    }
+    Ok(v.to_string())
+}
+
+fn header_name(v: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(v.as_bytes()).map_err(|_| "is not a valid HTTP header name".into())
+}
+
+fn log_filter(v: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(v)
+        .map(|_| v.to_string())
+        .map_err(|_| "must be a level (error, warn, info, debug, trace) or a filter".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, Vec<String>> {
+        Config::load_from(
+            None,
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .map(|l| l.config)
+        .map_err(|e| e.0.into_iter().map(|e| e.name).collect())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = load(&[]).map_err(|e| format!("{e:?}"));
+        let config = config.expect("defaults load");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.realm, "devicepass");
+        assert_eq!(config.max_expiration_days, None);
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_by_name() {
+        let errors = load(&[
+            ("DP_LISTEN", "nowhere"),
+            ("DP_CACHE_TTL", "soon"),
+            ("DP_PASSWORD_HASH", "rot13"),
+            ("DP_HEADER_USER", "bad header"),
+            ("DP_SQLALCHEMY_DATABASE_URI", "oracle://x"),
+        ])
+        .err()
+        .unwrap_or_default();
+        for name in [
+            "DP_LISTEN",
+            "DP_CACHE_TTL",
+            "DP_PASSWORD_HASH",
+            "DP_HEADER_USER",
+        ] {
+            assert!(
+                errors.iter().any(|e| e == name),
+                "{name} missing from {errors:?}"
+            );
+        }
+        assert!(errors.iter().any(|e| e == "DP_SQLALCHEMY_DATABASE_URI"));
+    }
+
+    #[test]
+    fn python_names_keep_working() {
+        let config = load(&[
+            ("DP_SQLALCHEMY_DATABASE_URI", "sqlite:////tmp/x.db"),
+            ("DP_MAX_EXPIRATION_DAYS", "30"),
+        ])
+        .map_err(|e| format!("{e:?}"))
+        .expect("valid");
+        assert_eq!(config.max_expiration_days, Some(30));
+        assert_eq!(config.database_url.redacted(), "sqlite:////tmp/x.db");
+    }
+
+    #[test]
+    fn conflicting_aliases_are_an_error() {
+        let errors = load(&[
+            ("DP_DATABASE_URL", "sqlite:///a.db"),
+            ("DP_SQLALCHEMY_DATABASE_URI", "sqlite:///b.db"),
+        ])
+        .err()
+        .unwrap_or_default();
+        assert_eq!(errors, vec!["DP_SQLALCHEMY_DATABASE_URI".to_string()]);
+    }
+}

@@ -1,0 +1,75 @@
+//! Bad configuration stops the process before it binds, naming every bad
+//! setting and never echoing a value.
+
+use std::process::Command;
+
+use crate::support::{BIN, free_port};
+
+#[test]
+fn every_bad_setting_is_reported_by_name_before_binding() {
+    let port = free_port();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .env("DP_LISTEN", format!("127.0.0.1:{port}x"))
+        .env("DP_CACHE_TTL", "forever")
+        .env("DP_PASSWORD_HASH", "rot13")
+        .env("DP_DATABASE_URL", "postgresql://user:hunter2@db/x?bad")
+        .env("DP_HASH_WORKERS", "-1")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for name in [
+        "DP_LISTEN",
+        "DP_CACHE_TTL",
+        "DP_PASSWORD_HASH",
+        "DP_DATABASE_URL",
+        "DP_HASH_WORKERS",
+    ] {
+        assert!(err.contains(name), "{name} not reported in {err}");
+    }
+    assert!(!err.contains("hunter2"), "password echoed: {err}");
+    assert!(!err.contains("forever"), "value echoed: {err}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn toml_file_is_read_and_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("dp.toml");
+    std::fs::write(&file, "realm = \"mail\"\nlisten = 8080\nno_such_key = 1\n").expect("write");
+    let out = Command::new(BIN)
+        .args(["--config", file.to_str().unwrap_or_default(), "serve"])
+        .env_clear()
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listen (in "), "{err}");
+    assert!(err.contains("no_such_key (in "), "{err}");
+    assert!(!err.contains("realm"), "a valid key is not an error: {err}");
+}
+
+#[test]
+fn example_config_is_valid() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/devicepass.example.toml"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .args(["--config", example, "migrate"])
+        .env_clear()
+        .env(
+            "DP_DATABASE_URL",
+            format!("sqlite:///{}", dir.path().join("x.db").display()),
+        )
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
