@@ -54,6 +54,12 @@ pub const KEYS: &[Key] = &[
         "database connections per process",
     ),
     key(
+        "database_connect_timeout",
+        &["DP_DATABASE_CONNECT_TIMEOUT"],
+        "5s",
+        "longest wait for a database connection",
+    ),
+    key(
         "auto_migrate",
         &["DP_AUTO_MIGRATE"],
         "true",

@@ -101,11 +101,13 @@ CREATE TABLE users (
     CONSTRAINT users_email_unique UNIQUE (email)
 )";
 
+// NVARCHAR lengths count UTF-16 units: the 200 characters devicepass
+// allows in a token name need up to 400 (an emoji takes two).
 const CREATE_TOKENS: &str = "
 CREATE TABLE tokens (
     id UNIQUEIDENTIFIER NOT NULL,
     sub NVARCHAR(255) COLLATE Latin1_General_100_BIN2 NOT NULL,
-    name NVARCHAR(255) NOT NULL,
+    name NVARCHAR(400) NOT NULL,
     token NVARCHAR(1024) NOT NULL,
     expires DATETIME2(6) NULL,
     login NVARCHAR(300) COLLATE Latin1_General_100_BIN2 NOT NULL,
@@ -114,7 +116,8 @@ CREATE TABLE tokens (
     CONSTRAINT login_unique UNIQUE (login)
 )";
 
-const CREATE_TOKENS_SUB_INDEX: &str = "CREATE INDEX ix_devicepass_tokens_sub ON tokens (sub)";
+const CREATE_TOKENS_SUB_INDEX: &str = "
+CREATE INDEX ix_devicepass_tokens_sub ON tokens (sub)";
 
 // ON DELETE CASCADE: a use recorded while its token is being deleted goes
 // with the token instead of failing the delete.
@@ -128,7 +131,8 @@ CREATE TABLE logs (
         ON DELETE CASCADE
 )";
 
-const CREATE_LOGS_INDEX: &str = "CREATE INDEX ix_devicepass_logs_token ON logs ([tokenId], [date])";
+const CREATE_LOGS_INDEX: &str = "
+CREATE INDEX ix_devicepass_logs_token ON logs ([tokenId], [date])";
 
 const CREATE_REVOKED: &str = "
 CREATE TABLE revoked (
@@ -1098,7 +1102,7 @@ mod tests {
             format!("username NVARCHAR(255) {bin}"),
             format!("email NVARCHAR(255) {bin}"),
             format!("login NVARCHAR(300) {bin}"),
-            "name NVARCHAR(255) NOT NULL".into(),
+            "name NVARCHAR(400) NOT NULL".into(),
             "token NVARCHAR(1024) NOT NULL".into(),
             "id UNIQUEIDENTIFIER NOT NULL".into(),
             "expires DATETIME2(6) NULL".into(),

@@ -23,10 +23,10 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
+use tokio_postgres::Row;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::FromSql;
-use tokio_postgres::{Row, Statement};
+use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
@@ -611,23 +611,17 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), StoreErro
 
 // -------------------------------------------------------------- store ---
 
+type Param<'a> = &'a (dyn ToSql + Sync);
+
 impl PostgresStore {
     /// Run one cached statement and return its rows.
-    async fn query(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<Row>, StoreError> {
+    async fn query(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
         let client = self.client().await?;
-        let stmt: Statement = client.prepare_cached(sql).await.map_err(db_error)?;
+        let stmt = client.prepare_cached(sql).await.map_err(db_error)?;
         client.query(&stmt, params).await.map_err(db_error)
     }
 
-    async fn execute(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
+    async fn execute(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
         let client = self.client().await?;
         let stmt = client.prepare_cached(sql).await.map_err(db_error)?;
         client.execute(&stmt, params).await.map_err(db_error)
@@ -673,8 +667,7 @@ impl Store for PostgresStore {
     }
 
     async fn upsert_user(&self, user: &User) -> Result<(), StoreError> {
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-            [&user.sub, &user.username, &user.email];
+        let params: [Param<'_>; 3] = [&user.sub, &user.username, &user.email];
         self.execute(UPSERT_USER, &params).await.map(drop)
     }
 
@@ -692,8 +685,7 @@ impl Store for PostgresStore {
     async fn insert_token(&self, new: &NewToken) -> Result<(), StoreError> {
         let t = &new.token;
         let hash = new.hash.expose();
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
-            [&t.id, &t.sub, &t.name, hash, &t.expires, &t.login];
+        let params: [Param<'_>; 6] = [&t.id, &t.sub, &t.name, hash, &t.expires, &t.login];
         self.execute(INSERT_TOKEN, &params).await.map(drop)
     }
 
@@ -719,7 +711,7 @@ impl Store for PostgresStore {
         let tx = client.transaction().await.map_err(db_error)?;
         // Locking the row first makes a concurrent record_uses wait for
         // us (or us for it), so no use record is left behind.
-        let (sql, id_or_login): (&str, &(dyn tokio_postgres::types::ToSql + Sync)) = match which {
+        let (sql, id_or_login): (&str, Param<'_>) = match which {
             TokenRef::Id(id) => ("SELECT id FROM tokens WHERE id = $1 FOR UPDATE", id),
             TokenRef::Login(login) => ("SELECT id FROM tokens WHERE login = $1 FOR UPDATE", login),
         };

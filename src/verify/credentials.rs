@@ -136,7 +136,7 @@ mod tests {
         let cases: Vec<(Vec<u8>, CredentialsError)> = vec![
             (b"Token abc".to_vec(), NotBasic),
             (b"Basic".to_vec(), NotBasic),
-            (b"Basic ".to_vec(), NoColon),
+            (b"Basic ".to_vec(), NotBasic),
             (b"Basic !!!".to_vec(), BadBase64),
             (basic(b"alice"), NoColon),
             (basic(b"al\x00ice:pw"), ControlCharacter),

@@ -14,7 +14,7 @@ fn every_bad_setting_is_reported_by_name_before_binding() {
         .env("DP_LISTEN", format!("127.0.0.1:{port}x"))
         .env("DP_CACHE_TTL", "forever")
         .env("DP_PASSWORD_HASH", "rot13")
-        .env("DP_DATABASE_URL", "postgresql://user:hunter2@db/x?bad")
+        .env("DP_DATABASE_URL", "postgresql://user:hunter2@db:99999/x")
         .env("DP_HASH_WORKERS", "-1")
         .output()
         .expect("run");

@@ -388,3 +388,87 @@ async fn store_opens_while_the_server_is_down() {
         "bounded by the timeout"
     );
 }
+
+/// A CA that signed nothing the test server presents.
+const UNRELATED_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBgjCCASmgAwIBAgIUEYdd73cyGZqgKumZf9KkUnGZrIAwCgYIKoZIzj0EAwIw
+FzEVMBMGA1UEAwwMdW5yZWxhdGVkIENBMB4XDTI2MTIwMzE0Mjg0MFoXDTM2MTEz
+MDE0Mjg0MFowFzEVMBMGA1UEAwwMdW5yZWxhdGVkIENBMFkwEwYHKoZIzj0CAQYI
+KoZIzj0DAQcDQgAEeR8fFzIJmsSpLoWWsz/WYJSywxaXwK+yonKRJSCbOQ3ZccPY
+FfGs+t5w7YBYDnCgr3sFjyaXY2m1Uei6GX27p6NTMFEwHQYDVR0OBBYEFAmxWWcm
+RRtDPpieC3ck2VifchFIMB8GA1UdIwQYMBaAFAmxWWcmRRtDPpieC3ck2VifchFI
+MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDRwAwRAIgfdsYnCFbZ1g5cmh5
+yFWSw02STkfrVgl8xlcimd89K98CICiLNpuVL3G3AvlBUb/Bw3ZK2zQ4WDrs4yRf
+P5Z0UOH0
+-----END CERTIFICATE-----
+";
+
+fn with_host(url: &str, host: &str) -> String {
+    let mut url = url::Url::parse(url).expect("url");
+    url.set_host(Some(host)).expect("host");
+    url.to_string()
+}
+
+/// Each sslmode against a server with TLS whose certificate names
+/// `localhost` and is signed by `DEVICEPASS_TEST_POSTGRES_TLS_CA`; runs
+/// only when `DEVICEPASS_TEST_POSTGRES_TLS_URL` names such a server.
+#[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::disallowed_methods)] // tests read their own environment
+async fn sslmodes_against_a_tls_server() {
+    let vars = [
+        "DEVICEPASS_TEST_POSTGRES_TLS_URL",
+        "DEVICEPASS_TEST_POSTGRES_TLS_CA",
+    ];
+    let (Ok(admin), Ok(ca)) = (std::env::var(vars[0]), std::env::var(vars[1])) else {
+        eprintln!("TLS modes not tested here: {vars:?} are not set");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other = dir.path().join("other-ca.pem");
+    std::fs::write(&other, UNRELATED_CA).expect("write");
+    let other = other.display();
+    let db = create_postgres(&admin).await;
+    let (by_ip, by_name) = (with_host(&db, "127.0.0.1"), with_host(&db, "localhost"));
+    let cases = [
+        (&by_ip, "sslmode=disable".to_string(), Some(false)),
+        (&by_ip, "sslmode=prefer".into(), Some(true)),
+        (&by_ip, "sslmode=require".into(), Some(true)),
+        (
+            &by_ip,
+            format!("sslmode=verify-ca&sslrootcert={ca}"),
+            Some(true),
+        ),
+        (
+            &by_name,
+            format!("sslmode=verify-full&sslrootcert={ca}"),
+            Some(true),
+        ),
+        (
+            &by_ip,
+            format!("sslmode=verify-full&sslrootcert={ca}"),
+            None,
+        ),
+        (&by_name, "sslmode=verify-full".into(), None),
+        (
+            &by_ip,
+            format!("sslmode=verify-ca&sslrootcert={other}"),
+            None,
+        ),
+        (&by_ip, format!("sslmode=require&sslrootcert={other}"), None),
+    ];
+    let admin = connect(&admin).await;
+    let tls_of = "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = $1";
+    for (i, (url, options, expected)) in cases.into_iter().enumerate() {
+        let app = format!("dp-tls-{i}");
+        let s = open_store(&format!("{url}?{options}&application_name={app}"));
+        let pinged = s.ping().await;
+        let Some(tls) = expected else {
+            assert!(pinged.is_err(), "{options} via {url} must be refused");
+            continue;
+        };
+        pinged.unwrap_or_else(|e| panic!("{options} via {url}: {e}"));
+        let row = admin.query_one(tls_of, &[&app]).await.expect("pg_stat_ssl");
+        assert_eq!(row.get::<_, bool>(0), tls, "{options}: encrypted?");
+    }
+}
