@@ -79,6 +79,10 @@ pub enum StoreError {
     /// A row refers to something that does not exist.
     #[error("{0} does not exist")]
     Missing(&'static str),
+    /// A database URL option has a value that cannot be used; the log
+    /// line before says why (never with the value).
+    #[error("the database URL option {0} is not valid")]
+    BadOption(&'static str),
     /// A stored value cannot be read (a row not written as expected).
     #[error("a stored {0} cannot be read")]
     Corrupt(&'static str),

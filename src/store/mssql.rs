@@ -718,7 +718,7 @@ impl MssqlStore {
     pub fn open(server: &ServerUrl, options: &PoolOptions) -> Result<Self, StoreError> {
         let target = Target::new(server, options.connect_timeout).map_err(|e| {
             tracing::error!(option = e.option, "{e}");
-            StoreError::Unavailable
+            StoreError::BadOption(e.option)
         })?;
         Ok(MssqlStore {
             pool: Pool::new(target, options),
@@ -1039,7 +1039,10 @@ mod tests {
         let log = logged(|| {
             let url = server("mssql://sa:hunter2@h/d?trustServerCertificate=maybe");
             let opened = MssqlStore::open(&url, &PoolOptions::default());
-            assert!(matches!(opened, Err(StoreError::Unavailable)));
+            assert!(matches!(
+                opened,
+                Err(StoreError::BadOption("trustServerCertificate"))
+            ));
         });
         assert!(log.contains("ERROR"), "{log}");
         assert!(log.contains("trustServerCertificate"), "{log}");

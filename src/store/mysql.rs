@@ -133,7 +133,7 @@ impl MysqlStore {
             && let Err(e) = std::fs::metadata(path)
         {
             tracing::error!(option = "ssl-ca", error = %e, "cannot read the CA file");
-            return Err(StoreError::Unavailable);
+            return Err(StoreError::BadOption("ssl-ca"));
         }
         let base = base_opts(server, options.size);
         let main = Pool::new(base.clone().ssl_opts(ssl_opts(mode, ca)));
@@ -300,7 +300,7 @@ fn parse_mode(value: &str) -> Result<SslMode, StoreError> {
             option = "ssl-mode",
             "unknown value; use DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY"
         );
-        StoreError::Unavailable
+        StoreError::BadOption("ssl-mode")
     })
 }
 
@@ -924,7 +924,7 @@ mod tests {
     fn a_bad_ssl_mode_is_refused_other_options_ignored() {
         assert!(matches!(
             read(&[("ssl-mode", "sometimes")]),
-            Err(StoreError::Unavailable)
+            Err(StoreError::BadOption("ssl-mode"))
         ));
         let ok = read(&[("charset", "utf8mb4"), ("charset", "latin1"), ("pool", "9")]);
         assert_eq!(ok.unwrap(), UrlOptions::default());
@@ -1099,12 +1099,12 @@ mod tests {
         let bad = unreachable_server(3306, &[("ssl-mode", "yes-please")]);
         assert!(matches!(
             MysqlStore::open(&bad, &options),
-            Err(StoreError::Unavailable)
+            Err(StoreError::BadOption("ssl-mode"))
         ));
         let no_ca = unreachable_server(3306, &[("ssl-ca", "/nonexistent/devicepass-ca.pem")]);
         assert!(matches!(
             MysqlStore::open(&no_ca, &options),
-            Err(StoreError::Unavailable)
+            Err(StoreError::BadOption("ssl-ca"))
         ));
     }
 }

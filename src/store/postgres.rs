@@ -238,7 +238,7 @@ fn option_error(e: OptionError) -> StoreError {
         reason = e.reason,
         "invalid postgres URL option"
     );
-    StoreError::Unavailable
+    StoreError::BadOption(e.option)
 }
 
 impl TlsMode {
@@ -887,7 +887,7 @@ mod tests {
         };
         assert!(matches!(
             PostgresStore::open(&bad, &PoolOptions::default()),
-            Err(StoreError::Unavailable)
+            Err(StoreError::BadOption("sslmode"))
         ));
     }
 }

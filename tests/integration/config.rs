@@ -73,3 +73,26 @@ fn example_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_bad_database_url_option_stops_startup_by_name() {
+    let port = free_port();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .env("DP_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "DP_DATABASE_URL",
+            "postgresql://dp:hunter2@127.0.0.1:1/x?sslmode=sometimes",
+        )
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sslmode"), "{err}");
+    assert!(
+        !err.contains("hunter2") && !err.contains("sometimes"),
+        "{err}"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
