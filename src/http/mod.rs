@@ -6,6 +6,8 @@
 //! latency. Shutdown stops accepting, then lets in-flight requests finish
 //! within the grace period.
 
+mod integrations;
+mod metrics;
 mod request_id;
 pub mod response;
 mod routes;

@@ -28,6 +28,8 @@ pub fn route_name(path: &str) -> &'static str {
         "/verify" => "/verify",
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
+        p if p.starts_with("/integrations/") => "/integrations/{consumer}",
         _ => "unknown",
     }
 }
@@ -45,6 +47,11 @@ pub async fn dispatch(app: &App, request: Request<Incoming>, request_id: &str) -
         ("/verify", _) => fail(Failure::MethodNotAllowed("POST"), Style::Json),
         ("/healthz", &Method::GET | &Method::HEAD) => response::text(StatusCode::OK, "ok"),
         ("/readyz", &Method::GET | &Method::HEAD) => ready(app, request_id).await,
+        ("/metrics", &Method::GET | &Method::HEAD) => super::metrics::render(app),
+        ("/metrics", _) => fail(Failure::MethodNotAllowed("GET, HEAD"), Style::Plain),
+        ("/integrations/{consumer}", _) => {
+            super::integrations::dispatch(app, request, request_id).await
+        }
         ("/healthz" | "/readyz", _) => fail(Failure::MethodNotAllowed("GET, HEAD"), Style::Plain),
         _ => fail(Failure::NotFound, Style::Plain),
     }
