@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use chrono::{NaiveDate, NaiveDateTime};
 use clap::{Parser, Subcommand};
 
+use crate::checkpassword::{self, CheckpasswordArgs, HealthcheckArgs};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::passgen::Wordlist;
@@ -50,6 +51,12 @@ pub enum Command {
     Verify { login: String },
     /// Hash a password read from stdin with the configured scheme.
     Hash,
+    /// Dovecot 2.3 checkpassword (DJB interface): read the login and
+    /// password from fd 3, ask the running service, then exec the reply
+    /// program (exit 1: wrong password, 111: service unavailable).
+    Checkpassword(CheckpasswordArgs),
+    /// Exit 0 if the running service answers GET /healthz with 200, else 1.
+    Healthcheck(HealthcheckArgs),
 }
 
 #[derive(Subcommand)]
@@ -94,6 +101,18 @@ pub enum TokenCommand {
     Delete { token: String },
 }
 
+/// Run a command that needs no configuration: the thin clients of a
+/// running service, which must work in environments (Dovecot's auth
+/// process, a health check) that have no service settings. `None` for
+/// every other command.
+pub fn run_without_config(command: &Command) -> Option<ExitCode> {
+    match command {
+        Command::Checkpassword(args) => Some(checkpassword::run_checkpassword(args)),
+        Command::Healthcheck(args) => Some(checkpassword::run_healthcheck(args)),
+        _ => None,
+    }
+}
+
 /// Run a command with a loaded configuration.
 pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -108,9 +127,16 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Verify { login } => verify(&login, &config, clock).await,
         Command::Hash => {
             let password = read_password()?;
+            if password.is_empty() {
+                bail!("no password on stdin");
+            }
             println!("{}", service::hasher(&config).hash(&password)?);
             Ok(ExitCode::SUCCESS)
         }
+        // Reached only when `main` did not call `run_without_config`
+        // first; the configuration is not used.
+        Command::Checkpassword(args) => Ok(checkpassword::checkpassword(&args).await),
+        Command::Healthcheck(args) => Ok(checkpassword::healthcheck(&args).await),
     }
 }
 
@@ -146,10 +172,12 @@ async fn user(cmd: UserCommand, config: &Config) -> anyhow::Result<ExitCode> {
             email,
             sub,
         } => {
-            if username.trim().is_empty() || email.trim().is_empty() {
-                bail!("username and email must not be empty");
+            crate::tokens::check_username(&username)?;
+            if email.trim().is_empty() || email.chars().any(char::is_control) {
+                bail!("the email must not be empty or contain control characters");
             }
             let sub = sub.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let username_shown = username.clone();
             store
                 .upsert_user(&User {
                     sub: sub.clone(),
@@ -157,7 +185,7 @@ async fn user(cmd: UserCommand, config: &Config) -> anyhow::Result<ExitCode> {
                     email,
                 })
                 .await?;
-            println!("{sub}");
+            println!("user {username_shown} (subject {sub}) saved");
         }
         UserCommand::List => {
             let mut out = std::io::stdout().lock();
@@ -212,9 +240,10 @@ async fn token(
         }
         TokenCommand::Delete { token } => {
             if !store.delete_token(&TokenRef::parse(&token)).await? {
-                eprintln!("no such token");
+                eprintln!("devicepass: no token with that id or login");
                 return Ok(ExitCode::from(1));
             }
+            println!("token {token} deleted");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -298,8 +327,12 @@ fn parse_expiry(text: &str, now: NaiveDateTime) -> anyhow::Result<NaiveDateTime>
             return Ok(at);
         }
     }
-    let span = humantime::parse_duration(text)
-        .with_context(|| "--expires must be a date, a UTC time or a duration such as 90d")?;
+    let span = humantime::parse_duration(text).map_err(|_| {
+        anyhow::anyhow!(
+            "--expires must be a valid date (2027-01-31), UTC time (2027-01-31T18:00:00) \
+             or duration (90d)"
+        )
+    })?;
     let span = chrono::TimeDelta::from_std(span).context("--expires is too far away")?;
     Ok(now + span)
 }

@@ -7,6 +7,7 @@
 //! [`service`] puts them together; [`cli`] is the command line.
 #![forbid(unsafe_code)]
 
+pub mod checkpassword;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -9,6 +9,15 @@ use devicepass::config::Config;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The checkpassword and healthcheck clients run inside other programs
+    // (Dovecot, a container runtime): they need no service configuration.
+    if let Some(code) = cli
+        .command
+        .as_ref()
+        .and_then(devicepass::cli::run_without_config)
+    {
+        return code;
+    }
     let loaded = match Config::load(cli.config.as_deref()) {
         Ok(loaded) => loaded,
         Err(errors) => {

@@ -7,8 +7,11 @@ use crate::config::LogFormat;
 /// Install the global subscriber. Call once, early in `main`.
 pub fn init(format: LogFormat, filter: &str) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a terminal, not for files and journald.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     // An error means a subscriber is installed already (as when tests
     // start several servers in one process); that one is kept.

@@ -34,6 +34,31 @@ pub enum TokenError {
     BadName,
 }
 
+/// Why a username cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UsernameError {
+    #[error("the username must not be empty")]
+    Empty,
+    #[error("the username must not contain a colon (HTTP Basic ends the user at the first colon)")]
+    Colon,
+    #[error("the username must not contain control characters")]
+    Control,
+}
+
+/// A username must survive HTTP Basic (no colon) and logs (no control
+/// characters); logins are built from it.
+pub fn check_username(username: &str) -> Result<(), UsernameError> {
+    if username.trim().is_empty() {
+        Err(UsernameError::Empty)
+    } else if username.contains(':') {
+        Err(UsernameError::Colon)
+    } else if username.chars().any(char::is_control) {
+        Err(UsernameError::Control)
+    } else {
+        Ok(())
+    }
+}
+
 /// A created token and its password, which is never shown again.
 pub struct Created {
     pub token: Token,

@@ -78,6 +78,24 @@ pub const KEYS: &[Key] = &[
         "address and port to serve HTTP on",
     ),
     key(
+        "metrics_listen",
+        &["DP_METRICS_LISTEN"],
+        "",
+        "separate address for /metrics (empty: served on listen)",
+    ),
+    key(
+        "unix_socket",
+        &["DP_UNIX_SOCKET"],
+        "",
+        "Unix socket path to serve on as well (empty: none)",
+    ),
+    key(
+        "unix_socket_mode",
+        &["DP_UNIX_SOCKET_MODE"],
+        "660",
+        "permissions of the Unix socket, in octal",
+    ),
+    key(
         "realm",
         &["DP_REALM"],
         "devicepass",
@@ -185,21 +203,51 @@ pub const KEYS: &[Key] = &[
 /// Reads each setting once, collecting every error instead of stopping.
 struct Reader<'a> {
     values: &'a HashMap<&'static str, Raw>,
+    /// File values overridden by the environment: checked all the same,
+    /// so a bad config file is reported even while it is overridden.
+    shadowed: &'a [(&'static str, Raw)],
     errors: Vec<ConfigError>,
 }
 
 impl Reader<'_> {
+    /// The name a setting was given under, for error messages.
+    fn origin(&self, name: &str) -> String {
+        self.values
+            .get(name)
+            .map_or_else(|| format!("default of {name}"), |raw| raw.origin.clone())
+    }
+
     fn get<T>(&mut self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
         let (value, origin) = match self.values.get(name) {
             Some(raw) => (raw.value.as_str(), raw.origin.clone()),
             None => (default_of(name), format!("default of {name}")),
         };
+        for (_, raw) in self.shadowed.iter().filter(|(key, _)| *key == name) {
+            if let Err(reason) = parse(raw.value.trim()) {
+                self.errors.push(error(&raw.origin, reason));
+            }
+        }
         match parse(value.trim()) {
             Ok(v) => Some(v),
             Err(reason) => {
                 self.errors.push(error(&origin, reason));
                 None
             }
+        }
+    }
+}
+
+impl Reader<'_> {
+    /// `/metrics` on its own listener needs an address of its own; port 0
+    /// (any free port) never clashes.
+    fn check_distinct(&mut self, name: &str, main: SocketAddr, other: SocketAddr) {
+        if other == main && other.port() != 0 {
+            let origin = self
+                .values
+                .get(name)
+                .map_or(name, |raw| raw.origin.as_str());
+            let reason = "must differ from listen".to_string();
+            self.errors.push(error(origin, reason));
         }
     }
 }
@@ -213,16 +261,23 @@ fn default_of(name: &str) -> &'static str {
 pub(super) fn build(sources: &Sources, errors: Vec<ConfigError>) -> Result<Config, ConfigErrors> {
     let mut r = Reader {
         values: &sources.values,
+        shadowed: &sources.shadowed,
         errors,
     };
     let database_url = r.get("database_url", |v| {
         DatabaseUrl::parse(v).map_err(|e| e.to_string())
     });
     let database_pool_size = r.get("database_pool_size", count(1, 1024));
-    let database_connect_timeout = r.get("database_connect_timeout", duration);
+    let database_connect_timeout = r.get("database_connect_timeout", positive_duration);
     let auto_migrate = r.get("auto_migrate", boolean);
-    let store_timeout = r.get("store_timeout", duration);
+    let store_timeout = r.get("store_timeout", positive_duration);
     let listen = r.get("listen", socket_addr);
+    let metrics_listen = r.get("metrics_listen", optional(socket_addr));
+    let unix_socket = r.get("unix_socket", optional(socket_path));
+    let unix_socket_mode = r.get("unix_socket_mode", file_mode);
+    if let (Some(main), Some(Some(metrics))) = (listen, metrics_listen) {
+        r.check_distinct("metrics_listen", main, metrics);
+    }
     let realm = r.get("realm", realm);
     let headers = identity_headers(&mut r);
     let password_hash = r.get("password_hash", |v| {
@@ -231,10 +286,7 @@ pub(super) fn build(sources: &Sources, errors: Vec<ConfigError>) -> Result<Confi
     let max_expiration_days = r.get("max_expiration_days", |v| {
         count(0, 36_500)(v).map(|d| (d > 0).then_some(d as u32))
     });
-    let wordlist = r.get(
-        "wordlist",
-        |v| Ok((!v.is_empty()).then(|| PathBuf::from(v))),
-    );
+    let wordlist = r.get("wordlist", wordlist);
     let cache_size = r.get("cache_size", |v| count(0, 100_000_000)(v).map(|n| n as u64));
     let cache_ttl = r.get("cache_ttl", duration);
     let hash_workers = r.get("hash_workers", |v| match v {
@@ -243,7 +295,7 @@ pub(super) fn build(sources: &Sources, errors: Vec<ConfigError>) -> Result<Confi
     });
     let hash_queue = r.get("hash_queue", count(0, 1_000_000));
     let max_candidates = r.get("max_candidates", count(1, 100));
-    let use_flush_interval = r.get("use_flush_interval", duration);
+    let use_flush_interval = r.get("use_flush_interval", positive_duration);
     let shutdown_grace = r.get("shutdown_grace", duration);
     let log_format = r.get("log_format", |v| match v.to_ascii_lowercase().as_str() {
         "text" => Ok(LogFormat::Text),
@@ -263,6 +315,9 @@ pub(super) fn build(sources: &Sources, errors: Vec<ConfigError>) -> Result<Confi
         auto_migrate: auto_migrate.ok_or_else(missing)?,
         store_timeout: store_timeout.ok_or_else(missing)?,
         listen: listen.ok_or_else(missing)?,
+        metrics_listen: metrics_listen.ok_or_else(missing)?,
+        unix_socket: unix_socket.ok_or_else(missing)?,
+        unix_socket_mode: unix_socket_mode.ok_or_else(missing)?,
         realm: realm.ok_or_else(missing)?,
         headers: headers.ok_or_else(missing)?,
         password_hash: password_hash.ok_or_else(missing)?,
@@ -286,6 +341,23 @@ fn identity_headers(r: &mut Reader<'_>) -> Option<IdentityHeaders> {
     let sub = r.get("header_sub", header_name);
     let login = r.get("header_login", header_name);
     let token_name = r.get("header_token_name", header_name);
+    let named = [
+        ("header_user", &user),
+        ("header_email", &email),
+        ("header_sub", &sub),
+        ("header_login", &login),
+        ("header_token_name", &token_name),
+    ];
+    for (i, (key, name)) in named.iter().enumerate() {
+        let earlier = named[..i]
+            .iter()
+            .find(|(_, other)| name.is_some() && other == name);
+        if let Some((first, _)) = earlier {
+            let origin = r.origin(key);
+            r.errors
+                .push(error(&origin, format!("names the same header as {first}")));
+        }
+    }
     Some(IdentityHeaders {
         user: user?,
         email: email?,
@@ -327,6 +399,37 @@ fn socket_addr(v: &str) -> Result<SocketAddr, String> {
         .map_err(|_| "must be an IP address and port, such as 127.0.0.1:8080 or [::1]:8080".into())
 }
 
+/// An empty value turns the setting off.
+fn optional<T>(
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> impl Fn(&str) -> Result<Option<T>, String> {
+    move |v| match v {
+        "" => Ok(None),
+        v => parse(v).map(Some),
+    }
+}
+
+/// Longest Unix socket path: `sun_path` holds 108 bytes with the NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
+fn socket_path(v: &str) -> Result<PathBuf, String> {
+    if v.len() > MAX_SOCKET_PATH || v.contains('\0') || v.ends_with('/') {
+        return Err(format!(
+            "must be a file path of at most {MAX_SOCKET_PATH} bytes"
+        ));
+    }
+    Ok(PathBuf::from(v))
+}
+
+/// Permission bits in octal (`660`, `0660` or `0o660`).
+fn file_mode(v: &str) -> Result<u32, String> {
+    let digits = v.strip_prefix("0o").unwrap_or(v);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if !digits.is_empty() && mode <= 0o777 => Ok(mode),
+        _ => Err("must be octal permission bits such as 660 or 600".into()),
+    }
+}
+
 fn realm(v: &str) -> Result<String, String> {
     let printable = v
         .chars()
@@ -337,14 +440,69 @@ fn realm(v: &str) -> Result<String, String> {
     Ok(v.to_string())
 }
 
+/// Headers an identity header must not replace: framing, caching and
+/// the challenge would break, and a proxy would not copy them.
+const RESERVED_HEADERS: &[&str] = &[
+    "connection",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "keep-alive",
+    "upgrade",
+    "host",
+    "te",
+    "trailer",
+    "cache-control",
+    "www-authenticate",
+    "retry-after",
+    "allow",
+    "x-request-id",
+    "authorization",
+    "proxy-authorization",
+    "set-cookie",
+    "date",
+];
+
 fn header_name(v: &str) -> Result<HeaderName, String> {
-    HeaderName::from_bytes(v.as_bytes()).map_err(|_| "is not a valid HTTP header name".into())
+    let name = HeaderName::from_bytes(v.as_bytes())
+        .map_err(|_| "is not a valid HTTP header name".to_string())?;
+    if RESERVED_HEADERS.contains(&name.as_str()) {
+        return Err("is a header devicepass or HTTP itself sets; choose another".into());
+    }
+    Ok(name)
 }
 
+fn positive_duration(v: &str) -> Result<Duration, String> {
+    duration(v).and_then(|d| {
+        if d.is_zero() {
+            Err("must be longer than zero".into())
+        } else {
+            Ok(d)
+        }
+    })
+}
+
+fn wordlist(v: &str) -> Result<Option<PathBuf>, String> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let path = PathBuf::from(v);
+    crate::passgen::Wordlist::load(Some(&path)).map_err(|e| e.to_string())?;
+    Ok(Some(path))
+}
+
+/// A level, or `tracing` directives such as `info,devicepass=debug`. A
+/// bare word that is not a level would be taken as a target name and
+/// silently turn logging off, so it is refused.
 fn log_filter(v: &str) -> Result<String, String> {
-    tracing_subscriber::EnvFilter::try_new(v)
-        .map(|_| v.to_string())
-        .map_err(|_| "must be a level (error, warn, info, debug, trace) or a filter".into())
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let bare_word_ok = v
+        .split(',')
+        .all(|d| d.contains('=') || LEVELS.contains(&d.trim().to_ascii_lowercase().as_str()));
+    match tracing_subscriber::EnvFilter::try_new(v) {
+        Ok(_) if bare_word_ok => Ok(v.to_string()),
+        _ => Err("must be a level (error, warn, info, debug, trace) or a filter".into()),
+    }
 }
 
 #[cfg(test)]
@@ -404,6 +562,64 @@ mod tests {
         .expect("valid");
         assert_eq!(config.max_expiration_days, Some(30));
         assert_eq!(config.database_url.redacted(), "sqlite:////tmp/x.db");
+    }
+
+    #[test]
+    fn listeners_default_to_tcp_only() {
+        let config = load(&[]).map_err(|e| format!("{e:?}")).expect("valid");
+        assert_eq!(config.metrics_listen, None);
+        assert_eq!(config.unix_socket, None);
+        assert_eq!(config.unix_socket_mode, 0o660);
+    }
+
+    #[test]
+    fn listener_settings_are_parsed() {
+        let config = load(&[
+            ("DP_METRICS_LISTEN", "127.0.0.1:9090"),
+            ("DP_UNIX_SOCKET", "/run/devicepass/dp.sock"),
+            ("DP_UNIX_SOCKET_MODE", "0600"),
+        ])
+        .map_err(|e| format!("{e:?}"))
+        .expect("valid");
+        assert_eq!(config.metrics_listen.map(|a| a.port()), Some(9090));
+        let path = config.unix_socket.expect("socket path");
+        assert_eq!(path.to_str(), Some("/run/devicepass/dp.sock"));
+        assert_eq!(config.unix_socket_mode, 0o600);
+    }
+
+    #[test]
+    fn bad_listener_settings_are_reported_by_name() {
+        let long = format!("/{}", "s".repeat(120));
+        let errors = load(&[
+            ("DP_METRICS_LISTEN", "metrics.example:9090"),
+            ("DP_UNIX_SOCKET", &long),
+            ("DP_UNIX_SOCKET_MODE", "rw-rw----"),
+        ])
+        .err()
+        .unwrap_or_default();
+        assert_eq!(
+            errors,
+            vec!["DP_METRICS_LISTEN", "DP_UNIX_SOCKET", "DP_UNIX_SOCKET_MODE"]
+        );
+        for mode in ["888", "1777", ""] {
+            let errors = load(&[("DP_UNIX_SOCKET_MODE", mode)]).err();
+            assert_eq!(errors, Some(vec!["DP_UNIX_SOCKET_MODE".to_string()]));
+        }
+    }
+
+    #[test]
+    fn metrics_need_an_address_of_their_own() {
+        let same = [
+            ("DP_LISTEN", "127.0.0.1:8080"),
+            ("DP_METRICS_LISTEN", "127.0.0.1:8080"),
+        ];
+        let errors = load(&same).err();
+        assert_eq!(errors, Some(vec!["DP_METRICS_LISTEN".to_string()]));
+        let any_port = [
+            ("DP_LISTEN", "127.0.0.1:0"),
+            ("DP_METRICS_LISTEN", "127.0.0.1:0"),
+        ];
+        assert!(load(&any_port).is_ok());
     }
 
     #[test]

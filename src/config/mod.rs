@@ -47,6 +47,12 @@ pub struct Config {
     pub auto_migrate: bool,
     pub store_timeout: Duration,
     pub listen: SocketAddr,
+    /// Where `/metrics` is served when not on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// A Unix socket serving the same routes as `listen`.
+    pub unix_socket: Option<PathBuf>,
+    /// Permission bits given to `unix_socket`.
+    pub unix_socket_mode: u32,
     pub realm: String,
     pub headers: IdentityHeaders,
     pub password_hash: Scheme,

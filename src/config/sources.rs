@@ -7,6 +7,10 @@ use std::path::Path;
 use super::ConfigError;
 use super::keys::{KEYS, Key};
 
+/// Variables of the client subcommands (`checkpassword`, `healthcheck`),
+/// which may share an environment with the service; not settings of it.
+const CLIENT_VARS: &[&str] = &["DP_CHECKPASSWORD_URL", "DP_HEALTHCHECK_URL"];
+
 /// A raw value and the name it was given under (for error messages).
 #[derive(Clone)]
 pub struct Raw {
@@ -17,6 +21,9 @@ pub struct Raw {
 /// Raw values by key, plus warnings about ignored settings.
 pub struct Sources {
     pub values: HashMap<&'static str, Raw>,
+    /// Values replaced by a later source (a file value under an
+    /// environment variable), kept so they can be checked too.
+    pub shadowed: Vec<(&'static str, Raw)>,
     pub warnings: Vec<String>,
 }
 
@@ -31,6 +38,7 @@ impl Sources {
     {
         let mut sources = Sources {
             values: HashMap::new(),
+            shadowed: Vec::new(),
             warnings: Vec::new(),
         };
         let mut errors = Vec::new();
@@ -75,9 +83,17 @@ impl Sources {
         for key in KEYS {
             let mut found: Option<Raw> = None;
             for var in key.env {
-                let value = match lookup(var) {
-                    Some(v) => text(var, v, errors),
-                    None => read_secret_file(key, var, lookup, errors),
+                let file_var = format!("{var}_FILE");
+                let value = match (lookup(var), lookup(&file_var)) {
+                    (Some(_), Some(_)) if key.secret => {
+                        errors.push(error(
+                            &file_var,
+                            format!("conflicts with {var}; set only one"),
+                        ));
+                        continue;
+                    }
+                    (Some(v), _) => text(var, v, errors),
+                    (None, _) => read_secret_file(key, var, lookup, errors),
                 };
                 let Some(value) = value else { continue };
                 match &found {
@@ -98,28 +114,36 @@ impl Sources {
                 self.set(key, raw.value, raw.origin);
             }
         }
-        self.warn_unknown(env);
+        self.warn_unknown(env, errors);
     }
 
-    fn warn_unknown(&mut self, env: &[(OsString, OsString)]) {
+    fn warn_unknown(&mut self, env: &[(OsString, OsString)], errors: &mut Vec<ConfigError>) {
         for (name, _) in env {
             let Some(name) = name.to_str() else { continue };
             if !name.starts_with("DP_") {
                 continue;
             }
+            if KEYS.iter().any(|k| k.env.contains(&name)) || CLIENT_VARS.contains(&name) {
+                continue;
+            }
             let base = name.strip_suffix("_FILE").unwrap_or(name);
-            let known = KEYS
-                .iter()
-                .any(|k| k.env.contains(&name) || k.env.contains(&base));
-            if !known {
-                self.warnings
-                    .push(format!("{name}: unknown setting, ignored"));
+            match KEYS.iter().find(|k| k.env.contains(&base)) {
+                Some(key) if key.secret => {}
+                Some(_) => errors.push(error(
+                    name,
+                    "only secret settings (DP_DATABASE_URL) can be read from a file".into(),
+                )),
+                None => self
+                    .warnings
+                    .push(format!("{name}: unknown setting, ignored")),
             }
         }
     }
 
     fn set(&mut self, key: &Key, value: String, origin: String) {
-        self.values.insert(key.name, Raw { value, origin });
+        if let Some(old) = self.values.insert(key.name, Raw { value, origin }) {
+            self.shadowed.push((key.name, old));
+        }
     }
 }
 

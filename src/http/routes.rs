@@ -69,7 +69,7 @@ async fn auth(
         .or_else(|| headers.get(PROXY_AUTHORIZATION));
     let parsed = match value {
         Some(v) => credentials::parse_basic(v.as_bytes()),
-        None => Err(credentials::CredentialsError::NotBasic),
+        None => Err(credentials::CredentialsError::Missing),
     };
     let outcome = decide(app, parsed, service).await;
     match outcome {
@@ -106,7 +106,7 @@ async fn verify_json(app: &App, request: Request<Incoming>, request_id: &str) ->
             credentials::check_fields(&r.username, &r.password),
             r.service.unwrap_or_default(),
         ),
-        Err(_) => (Err(credentials::CredentialsError::NotBasic), String::new()),
+        Err(_) => (Err(credentials::CredentialsError::NotJson), String::new()),
     };
     match decide(app, parsed, &service).await {
         Ok(Outcome::Granted(identity)) => response::granted_json(&identity),

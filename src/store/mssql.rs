@@ -180,7 +180,10 @@ const FOREIGN_KEYS: [(&str, &str); 2] = [("tokens_sub_fk", "user"), ("logs_token
 
 // ---------------------------------------------------------------- queries
 
-const PING: Statement<0> = Statement { sql: "SELECT 1" };
+/// Reads the tokens table, so a missing schema fails readiness too.
+const PING: Statement<0> = Statement {
+    sql: "SELECT TOP (0) 1 FROM tokens",
+};
 
 /// @P1 login, @P2 now. Columns as [`read_candidate`] reads them.
 const CANDIDATE_BY_LOGIN: Statement<2> = Statement {

@@ -746,7 +746,12 @@ impl Store for MysqlStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.conn().await?.ping().await.map_err(db_error)
+        // Reading the tokens table also tells a missing schema (the
+        // service started with auto_migrate off) from a healthy database.
+        let mut conn = self.conn().await?;
+        conn.query_drop("SELECT 1 FROM tokens WHERE 1 = 0")
+            .await
+            .map_err(db_error)
     }
 
     async fn candidate_by_login(

@@ -86,6 +86,10 @@ const LAST_USED: &str = "(SELECT max(l.date) FROM logs l WHERE l.\"tokenId\" = t
 /// SQLite behind a small pool of connections.
 pub struct SqliteStore {
     path: Option<PathBuf>,
+    /// Device and inode of the file when opened: a file deleted or
+    /// replaced under a running service must not go unnoticed, or the
+    /// service and the command line would work on different databases.
+    identity: Option<(u64, u64)>,
     idle: Mutex<Vec<Connection>>,
     permits: Semaphore,
 }
@@ -97,8 +101,13 @@ impl SqliteStore {
     pub fn open(path: &Option<PathBuf>, pool_size: usize) -> Result<Self, StoreError> {
         let first = connect(path.as_deref())?;
         let size = if path.is_some() { pool_size.max(1) } else { 1 };
+        let identity = match path {
+            Some(path) => Some(file_identity(path).ok_or(StoreError::Unavailable)?),
+            None => None,
+        };
         Ok(SqliteStore {
             path: path.clone(),
+            identity,
             idle: Mutex::new(vec![first]),
             permits: Semaphore::new(size),
         })
@@ -110,6 +119,7 @@ impl SqliteStore {
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     {
+        self.check_file()?;
         let _permit = self
             .permits
             .acquire()
@@ -139,6 +149,20 @@ impl SqliteStore {
         }
     }
 
+    fn check_file(&self) -> Result<(), StoreError> {
+        let (Some(path), Some(opened)) = (&self.path, self.identity) else {
+            return Ok(());
+        };
+        if file_identity(path) == Some(opened) {
+            return Ok(());
+        }
+        tracing::error!(
+            path = %path.display(),
+            "the database file was removed or replaced; restore it or restart devicepass"
+        );
+        Err(StoreError::Unavailable)
+    }
+
     fn take_idle(&self) -> Option<Connection> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
     }
@@ -149,6 +173,11 @@ impl SqliteStore {
             .unwrap_or_else(|p| p.into_inner())
             .push(conn);
     }
+}
+
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn connect(path: Option<&Path>) -> Result<Connection, StoreError> {
@@ -321,8 +350,13 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_error))
-            .await
+        // Reading the tokens table also tells a missing schema (the
+        // service started with auto_migrate off) from a healthy database.
+        self.run(|c| {
+            c.query_row("SELECT count(*) FROM tokens WHERE 0", [], |_| Ok(()))
+                .map_err(db_error)
+        })
+        .await
     }
 
     async fn candidate_by_login(

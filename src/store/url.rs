@@ -2,7 +2,7 @@
 //!
 //! SQLite: `sqlite:///relative.db` is relative to the working directory,
 //! `sqlite:////abs/path.db` absolute (the fourth slash is the root), and
-//! `sqlite://` or `sqlite:///:memory:` an in-memory database.
+//! `sqlite:///:memory:` an in-memory database.
 //! Servers: `postgresql://`, `postgresql+psycopg2://`, `postgres://`;
 //! `mysql://`, `mysql+pymysql://`, `mariadb://`; `mssql://`,
 //! `mssql+pymssql://` — each `user:password@host:port/database?options`.
@@ -64,6 +64,8 @@ pub enum UrlError {
     UnknownScheme,
     #[error("a sqlite URL has no host: use sqlite:///relative.db or sqlite:////abs/path.db")]
     SqliteHost,
+    #[error("a sqlite URL needs a file (sqlite:///devicepass.db) or sqlite:///:memory:")]
+    SqliteNoPath,
     #[error("query options are not supported for sqlite URLs")]
     SqliteQuery,
     #[error("the URL is malformed ({0})")]
@@ -122,12 +124,14 @@ fn parse_sqlite(rest: &str) -> Result<Engine, UrlError> {
     if rest.contains('?') {
         return Err(UrlError::SqliteQuery);
     }
-    if rest.is_empty() {
+    let path = rest.strip_prefix('/').ok_or(UrlError::SqliteHost)?;
+    if path == ":memory:" {
         return Ok(Engine::Sqlite(None));
     }
-    let path = rest.strip_prefix('/').ok_or(UrlError::SqliteHost)?;
-    if path.is_empty() || path == ":memory:" {
-        return Ok(Engine::Sqlite(None));
+    if path.is_empty() {
+        // SQLAlchemy reads this as in-memory; for a service that would
+        // quietly lose every token at restart, so it must be explicit.
+        return Err(UrlError::SqliteNoPath);
     }
     Ok(Engine::Sqlite(Some(PathBuf::from(path))))
 }
@@ -208,7 +212,8 @@ mod tests {
             Some("/var/lib/dp.db".into())
         );
         assert_eq!(sqlite("sqlite:///:memory:"), None);
-        assert_eq!(sqlite("sqlite://"), None);
+        assert!(DatabaseUrl::parse("sqlite://").is_err());
+        assert!(DatabaseUrl::parse("sqlite:///").is_err());
     }
 
     #[test]

@@ -35,6 +35,10 @@ impl Credentials {
 /// Why an Authorization value was not usable. Never carries the value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialsError {
+    #[error("no credentials")]
+    Missing,
+    #[error("request body is not JSON with a username and a password")]
+    NotJson,
     #[error("authorization value too long")]
     TooLong,
     #[error("authorization scheme is not Basic")]

@@ -171,3 +171,41 @@ fn sigterm_stops_cleanly() {
     let status = server.terminate();
     assert!(status.success(), "exit status {status}");
 }
+
+#[test]
+fn a_deleted_database_file_is_unavailable_not_a_verdict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("dp.db");
+    let url = format!("sqlite:///{}", path.display());
+    support::add_user(&url, "gil", "gil@example.org");
+    let (_, login, password) = support::create_token(&url, "gil", &[]);
+    let server = Server::start(dir.path(), &[("DP_DATABASE_URL", &url)]);
+    assert_eq!(
+        get_auth(server.addr, "/auth", Some(&basic(&login, &password))).status,
+        200
+    );
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    assert_eq!(
+        get_auth(server.addr, "/auth", Some(&basic(&login, &password))).status,
+        503
+    );
+    assert_eq!(request(server.addr, "GET", "/readyz", &[], b"").status, 503);
+    assert!(server.log_text().contains("removed or replaced"));
+}
+
+#[test]
+fn a_missing_schema_fails_readiness() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite:///{}", dir.path().join("empty.db").display());
+    let server = Server::start(
+        dir.path(),
+        &[("DP_DATABASE_URL", &url), ("DP_AUTO_MIGRATE", "false")],
+    );
+    assert_eq!(request(server.addr, "GET", "/readyz", &[], b"").status, 503);
+    assert_eq!(
+        get_auth(server.addr, "/auth", Some(&basic("a#001", "b"))).status,
+        503
+    );
+}

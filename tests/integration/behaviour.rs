@@ -196,3 +196,25 @@ async fn uses_are_recorded_in_the_background() {
     );
     f.running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn username_refusals_cost_the_same_whether_or_not_the_name_exists() {
+    let f = fixture().await;
+    for n in 0..3 {
+        f.token(&format!("erin#50{n}"), &format!("password-{n}"), None)
+            .await;
+    }
+    // Default max_candidates is 5: a refusal by username or email costs
+    // five slow hashes, for a user with three tokens and for nobody.
+    for name in ["erin", "erin@example.org", "nobody", "nobody@example.org"] {
+        let before = f.slow_hashes();
+        assert_eq!(f.status(name, "wrong-password").await, 401, "{name}");
+        assert_eq!(f.slow_hashes() - before, 5, "{name}");
+    }
+    assert_eq!(
+        f.status("erin", "password-1").await,
+        200,
+        "the right one still works"
+    );
+    f.running.stop().await;
+}

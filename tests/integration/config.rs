@@ -96,3 +96,54 @@ fn a_bad_database_url_option_stops_startup_by_name() {
     );
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+#[test]
+fn settings_that_would_silently_misbehave_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_file = dir.path().join("url");
+    std::fs::write(&secret_file, "sqlite:///x.db\n").expect("write");
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .env("DP_LOG_LEVEL", "loud")
+        .env("DP_HEADER_SUB", "content-length")
+        .env("DP_HEADER_EMAIL", "X-Auth-User")
+        .env("DP_WORDLIST", "/nonexistent/words.txt")
+        .env("DP_USE_FLUSH_INTERVAL", "0")
+        .env("DP_LISTEN_FILE", secret_file.to_str().unwrap_or_default())
+        .env("DP_DATABASE_URL", "sqlite:///y.db")
+        .env(
+            "DP_DATABASE_URL_FILE",
+            secret_file.to_str().unwrap_or_default(),
+        )
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for name in [
+        "DP_LOG_LEVEL",
+        "DP_HEADER_SUB",
+        "DP_HEADER_EMAIL",
+        "DP_WORDLIST",
+        "DP_USE_FLUSH_INTERVAL",
+        "DP_LISTEN_FILE",
+        "DP_DATABASE_URL_FILE",
+    ] {
+        assert!(err.contains(name), "{name} not reported in {err}");
+    }
+}
+
+#[test]
+fn a_bad_file_value_is_reported_even_when_the_environment_overrides_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("dp.toml");
+    std::fs::write(&file, "listen = \"nowhere\"\n").expect("write");
+    let out = Command::new(BIN)
+        .args(["--config", file.to_str().unwrap_or_default(), "serve"])
+        .env_clear()
+        .env("DP_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen (in "));
+}

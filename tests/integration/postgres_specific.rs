@@ -364,6 +364,10 @@ async fn sslmode_require_never_falls_back_to_plaintext() {
     }
     let url = create_postgres(&admin).await;
     let prefer = open_store(&format!("{url}?sslmode=prefer"));
+    prefer
+        .migrate()
+        .await
+        .expect("prefer continues without TLS");
     prefer.ping().await.expect("prefer continues without TLS");
     let require = open_store(&format!("{url}?sslmode=require"));
     assert!(matches!(require.ping().await, Err(StoreError::Unavailable)));
