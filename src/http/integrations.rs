@@ -254,36 +254,14 @@ enum Malformed {
     Credentials(#[from] CredentialsError),
 }
 
-/// Verify and log as `/verify` does, naming the consumer as the service;
-/// `Ok(true)` when the password is valid. Malformed requests are refused
-/// without a lookup: they carry no name to look up. The same steps as
-/// `routes::decide`, which is private to its module; keep them in step.
+/// `Ok(true)` when the password is valid; the shared verification path.
 async fn decide(
     app: &App,
     parsed: Result<Credentials, Malformed>,
     service: &'static str,
 ) -> Result<bool, Failure> {
-    let credentials = match parsed {
-        Ok(c) => c,
-        Err(reason) => {
-            tracing::info!(service, %reason, "access denied: malformed credentials");
-            return Ok(false);
-        }
-    };
-    match app.verifier.verify(&credentials).await {
-        Ok(Outcome::Granted(identity)) => {
-            tracing::info!(service, login = %identity.login, "access granted");
-            Ok(true)
-        }
-        Ok(Outcome::Denied) => {
-            tracing::info!(service, "access denied");
-            Ok(false)
-        }
-        Err(e) => {
-            tracing::warn!(service, error = %e, "cannot decide");
-            Err(Failure::Unavailable(e))
-        }
-    }
+    let outcome = super::routes::decide(app, parsed, service).await?;
+    Ok(matches!(outcome, Outcome::Granted(_)))
 }
 
 /// How the fields of a broker request are encoded.

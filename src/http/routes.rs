@@ -117,9 +117,9 @@ async fn verify_json(app: &App, request: Request<Incoming>, request_id: &str) ->
 
 /// Verify, and log the outcome. Malformed credentials are refused without
 /// a lookup; they carry no username to look up.
-async fn decide(
+pub(super) async fn decide<E: std::fmt::Display>(
     app: &App,
-    parsed: Result<Credentials, credentials::CredentialsError>,
+    parsed: Result<Credentials, E>,
     service: &str,
 ) -> Result<Outcome, Failure> {
     let credentials = match parsed {
