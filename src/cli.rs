@@ -294,7 +294,7 @@ async fn verify(login: &str, config: &Config, clock: Arc<dyn Clock>) -> anyhow::
     let verifier = Verifier::new(store, hasher, clock, uses, settings)?;
     let credentials = Credentials::new(login, read_password()?);
     let outcome = verifier.verify(&credentials).await;
-    verifier.uses().flush().await;
+    verifier.uses().close().await;
     Ok(match outcome {
         Ok(Outcome::Granted(identity)) => {
             println!("{}", identity.username);

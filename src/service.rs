@@ -150,7 +150,7 @@ fn run(
         let upkeep = tokio::spawn(http::metrics::upkeep());
         http::serve(listeners, Arc::clone(&app), shutdown, grace).await;
         upkeep.abort();
-        app.verifier.uses().flush().await;
+        app.verifier.uses().close().await;
         if let Some(path) = socket {
             remove_socket(&path);
         }

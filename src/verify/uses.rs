@@ -25,6 +25,7 @@ const CHANNEL: usize = 4096;
 enum Message {
     Use(Uuid, NaiveDateTime),
     Flush(oneshot::Sender<()>),
+    Close(oneshot::Sender<()>),
 }
 
 /// The sending side; cheap to clone.
@@ -54,6 +55,16 @@ impl UseRecorder {
             let _ = wait.await;
         }
     }
+
+    /// Write what is pending and end the background task; later uses are
+    /// dropped. Called at shutdown, so that no timer of the task is still
+    /// armed while the runtime goes down (tokio panics on that).
+    pub async fn close(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Message::Close(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
 }
 
 async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Message>, interval: Duration) {
@@ -67,6 +78,11 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Message>, interval: D
                 Some(Message::Flush(done)) => {
                     write(store.as_ref(), &mut pending).await;
                     let _ = done.send(());
+                }
+                Some(Message::Close(done)) => {
+                    write(store.as_ref(), &mut pending).await;
+                    let _ = done.send(());
+                    return;
                 }
                 None => break,
             },

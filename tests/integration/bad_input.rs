@@ -167,9 +167,18 @@ fn routes_and_json_endpoint() {
 fn sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite:///{}", dir.path().join("dp.db").display());
+    support::add_user(&url, "hal", "hal@example.org");
+    let (_, login, password) = support::create_token(&url, "hal", &[]);
     let server = Server::start(dir.path(), &[("DP_DATABASE_URL", &url)]);
+    assert_eq!(
+        get_auth(server.addr, "/auth", Some(&basic(&login, &password))).status,
+        200
+    );
+    let log = server.log.clone();
     let status = server.terminate();
     assert!(status.success(), "exit status {status}");
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(!log.contains("panicked"), "shutdown panicked: {log}");
 }
 
 #[test]

@@ -138,7 +138,7 @@ pub fn wait_for_port(addr: SocketAddr) {
 pub struct Server {
     pub addr: SocketAddr,
     child: Child,
-    log: PathBuf,
+    pub log: PathBuf,
 }
 
 impl Server {
