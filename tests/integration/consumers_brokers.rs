@@ -87,17 +87,7 @@ fn json_of(reply: &Reply) -> Value {
 }
 
 fn radius(addr: SocketAddr, authorization: Option<&str>) -> Reply {
-    let path = "/integrations/radius";
-    match authorization {
-        Some(value) => request(
-            addr,
-            "GET",
-            path,
-            &[("Authorization", value.as_bytes())],
-            b"",
-        ),
-        None => request(addr, "GET", path, &[], b""),
-    }
+    crate::support::get_auth(addr, "/integrations/radius", authorization)
 }
 
 #[test]
