@@ -66,9 +66,14 @@ impl HashPool {
         F: FnOnce() -> R + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        let queued = Arc::clone(&self.queued);
         let boxed: Job = Box::new(move || {
+            let result = job();
+            // Counted out before the answer goes, so whoever reads the
+            // depth after getting an answer sees this job finished.
+            queued.fetch_sub(1, Ordering::Relaxed);
             // The requester may have gone away; its answer is then unwanted.
-            let _ = tx.send(job());
+            let _ = tx.send(result);
         });
         self.queued.fetch_add(1, Ordering::Relaxed);
         match self.sender.try_send(boxed) {
@@ -91,9 +96,10 @@ fn work(receiver: &Mutex<Receiver<Job>>, queued: &AtomicUsize) {
         // A panicking job must not take its worker thread with it; the
         // requester sees its answer channel closed.
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+            // The job did not get to count itself out.
+            queued.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("hashing job panicked");
         }
-        queued.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
