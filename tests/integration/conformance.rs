@@ -68,7 +68,8 @@ fn user(n: &str) -> User {
     }
 }
 
-fn token(owner: &User, login: &str, expires: Option<NaiveDateTime>) -> NewToken {
+/// A token whose stored value is `{plaintext}<login>-password`.
+pub(crate) fn token(owner: &User, login: &str, expires: Option<NaiveDateTime>) -> NewToken {
     NewToken {
         token: Token {
             id: Uuid::new_v4(),

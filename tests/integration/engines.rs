@@ -13,6 +13,16 @@ use std::sync::Arc;
 
 use devicepass::store::{self, DatabaseUrl, Store};
 
+/// The tables of the Python project's schema, which every engine has.
+pub const UPSTREAM_TABLES: [&str; 6] = [
+    "alembic_version",
+    "revoked",
+    "sessions",
+    "users",
+    "tokens",
+    "logs",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
     Sqlite,

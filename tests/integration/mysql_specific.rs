@@ -8,23 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, SubsecRound, TimeDelta, Utc};
-use devicepass::secret::Secret;
-use devicepass::store::{self, DatabaseUrl, NewToken, PoolOptions, Store, StoreError, Token};
+use devicepass::store::{self, DatabaseUrl, NewToken, PoolOptions, Store, StoreError};
 use devicepass::store::{TokenRef, User};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use uuid::Uuid;
 
-use crate::engines::{Engine, TestDb, create_mysql, fresh};
-
-const TABLES: [&str; 6] = [
-    "alembic_version",
-    "revoked",
-    "sessions",
-    "users",
-    "tokens",
-    "logs",
-];
+use crate::engines::{Engine, TestDb, UPSTREAM_TABLES as TABLES, create_mysql, fresh};
 
 async fn connect(url: &str) -> Conn {
     Conn::from_url(url)
@@ -82,16 +72,7 @@ fn user(sub: &str, username: &str, email: &str) -> User {
 }
 
 fn new_token(owner: &User, login: &str) -> NewToken {
-    NewToken {
-        token: Token {
-            id: Uuid::new_v4(),
-            sub: owner.sub.clone(),
-            login: login.into(),
-            name: format!("{login} device"),
-            expires: Some(now() + TimeDelta::days(1)),
-        },
-        hash: Secret::new(format!("{{plaintext}}{login}")),
-    }
+    crate::conformance::token(owner, login, Some(now() + TimeDelta::days(1)))
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,17 +9,9 @@ use devicepass::store::{self, DatabaseUrl, PoolOptions, Store, StoreError, Token
 use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
-use crate::engines::{Engine, create_postgres};
+use crate::engines::{Engine, UPSTREAM_TABLES as TABLES, create_postgres};
 use crate::support::fixture;
 
-const TABLES: [&str; 6] = [
-    "alembic_version",
-    "revoked",
-    "sessions",
-    "users",
-    "tokens",
-    "logs",
-];
 const DEVICEPASS_INDEXES: [&str; 2] = ["ix_devicepass_logs_token", "ix_devicepass_tokens_sub"];
 
 const ALICE_1: &str = "6f1c1d36-3b8a-4f49-9d47-0c1a0f7e5a01";
