@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod hash;
 pub mod http;
+pub mod oidc;
 pub mod passgen;
 pub mod secret;
 pub mod service;

@@ -11,6 +11,7 @@ use http::HeaderName;
 
 use super::sources::{Raw, Sources, error};
 use super::{Config, ConfigError, ConfigErrors, IdentityHeaders, LogFormat};
+use super::{OidcConfig, UiConfig, WebConfig};
 use crate::hash::Scheme;
 use crate::store::DatabaseUrl;
 
@@ -191,6 +192,151 @@ pub const KEYS: &[Key] = &[
         "30s",
         "time in-flight requests get on shutdown",
     ),
+    key(
+        "public_url",
+        &["DP_PUBLIC_URL"],
+        "",
+        "address users open the page at, such as https://devicepass.example.org",
+    ),
+    key(
+        "oidc_discovery_url",
+        &["DP_OIDC_DISCOVERY_URL"],
+        "",
+        "identity provider's discovery URL (empty: verification only)",
+    ),
+    key(
+        "oidc_client_id",
+        &["DP_OIDC_CLIENT_ID"],
+        "",
+        "client id registered at the identity provider",
+    ),
+    Key {
+        name: "oidc_client_secret",
+        env: &["DP_OIDC_CLIENT_SECRET"],
+        secret: true,
+        default: "",
+        help: "client secret (empty: a public client using PKCE only)",
+    },
+    key(
+        "oidc_scope",
+        &["DP_OIDC_SCOPE"],
+        "openid email profile",
+        "scopes to request, space-separated; must include openid",
+    ),
+    key(
+        "oidc_claim_email",
+        &["DP_OIDC_CLAIM_EMAIL"],
+        "email",
+        "claim holding the email address",
+    ),
+    key(
+        "oidc_claim_email_verified",
+        &["DP_OIDC_CLAIM_EMAIL_VERIFIED"],
+        "email_verified",
+        "claim that must be true (empty: accept unverified addresses)",
+    ),
+    key(
+        "oidc_claim_username",
+        &["DP_OIDC_CLAIM_USERNAME"],
+        "preferred_username",
+        "claim holding the username",
+    ),
+    key(
+        "oidc_claims_from_profile",
+        &["DP_OIDC_CLAIMS_FROM_PROFILE"],
+        "false",
+        "read claims missing from the ID token from the userinfo endpoint",
+    ),
+    key(
+        "oidc_required_claim",
+        &["DP_OIDC_REQUIRED_CLAIM"],
+        "",
+        "claim a user must have to sign in (empty: none)",
+    ),
+    key(
+        "oidc_required_claim_value",
+        &["DP_OIDC_REQUIRED_CLAIM_VALUE"],
+        "",
+        "value the required claim must have (empty: any)",
+    ),
+    key(
+        "oidc_group_membership",
+        &["DP_OIDC_GROUP_MEMBERSHIP"],
+        "",
+        "group a user must be in to sign in (empty: none)",
+    ),
+    key(
+        "oidc_group_claim",
+        &["DP_OIDC_GROUP_CLAIM"],
+        "groups",
+        "claim holding the user's groups (a JSON array)",
+    ),
+    key(
+        "admin_group",
+        &["DP_ADMIN_GROUP"],
+        "",
+        "group whose members may list and delete everyone's tokens",
+    ),
+    key(
+        "oidc_api_audience",
+        &["DP_OIDC_API_AUDIENCE"],
+        "",
+        "audience bearer access tokens must carry (empty: the client id)",
+    ),
+    key(
+        "oidc_algorithms",
+        &["DP_OIDC_ALGORITHMS"],
+        "RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,EdDSA",
+        "signature algorithms accepted on tokens from the provider",
+    ),
+    key(
+        "session_lifetime",
+        &["DP_SESSION_LIFETIME"],
+        "12h",
+        "longest a page session lasts, refreshes included",
+    ),
+    key(
+        "cookie_secure",
+        &["DP_COOKIE_SECURE"],
+        "true",
+        "mark cookies Secure (turn off only for plain-http local use)",
+    ),
+    key(
+        "hsts",
+        &["DP_HSTS"],
+        "",
+        "Strict-Transport-Security max-age for pages, such as 365d (empty: not sent)",
+    ),
+    key(
+        "ui_heading",
+        &["DP_UI_HEADING"],
+        "Device passwords",
+        "page heading",
+    ),
+    key(
+        "ui_heading_sub",
+        &["DP_UI_HEADING_SUB"],
+        "",
+        "text after the heading (empty: none)",
+    ),
+    key(
+        "ui_show_subject",
+        &["DP_UI_SHOW_SUBJECT"],
+        "true",
+        "show the user's subject identifier below the heading",
+    ),
+    key(
+        "ui_show_last_used",
+        &["DP_UI_SHOW_LAST_USED"],
+        "true",
+        "show when each device password was last used",
+    ),
+    key(
+        "ui_logins",
+        &["DP_UI_LOGINS"],
+        "false",
+        "show each device password's own login name",
+    ),
     key("log_format", &["DP_LOG_FORMAT"], "text", "text or json"),
     key(
         "log_level",
@@ -303,6 +449,9 @@ pub(super) fn build(sources: &Sources, errors: Vec<ConfigError>) -> Result<Confi
         _ => Err("must be text or json".into()),
     });
     let log_level = r.get("log_level", log_filter);
+    let web = web_settings(&mut r);
+    let oidc = oidc_settings(&mut r, web.as_ref().and_then(|w| w.public_url.clone()));
+    let ui = ui_settings(&mut r);
     if !r.errors.is_empty() {
         return Err(ConfigErrors(r.errors));
     }
@@ -332,6 +481,9 @@ pub(super) fn build(sources: &Sources, errors: Vec<ConfigError>) -> Result<Confi
         shutdown_grace: shutdown_grace.ok_or_else(missing)?,
         log_format: log_format.ok_or_else(missing)?,
         log_level: log_level.ok_or_else(missing)?,
+        web: web.ok_or_else(missing)?,
+        oidc: oidc.ok_or_else(missing)?,
+        ui: ui.ok_or_else(missing)?,
     })
 }
 
@@ -502,6 +654,162 @@ fn log_filter(v: &str) -> Result<String, String> {
     match tracing_subscriber::EnvFilter::try_new(v) {
         Ok(_) if bare_word_ok => Ok(v.to_string()),
         _ => Err("must be a level (error, warn, info, debug, trace) or a filter".into()),
+    }
+}
+
+fn web_settings(r: &mut Reader<'_>) -> Option<WebConfig> {
+    let public_url = r.get("public_url", optional(public_url));
+    let cookie_secure = r.get("cookie_secure", boolean);
+    let hsts = r.get("hsts", optional(positive_duration));
+    let session_lifetime = r.get("session_lifetime", positive_duration);
+    if let (Some(Some(url)), Some(true)) = (&public_url, cookie_secure) {
+        if url.scheme() == "http" && !is_loopback(url) {
+            let origin = r.origin("public_url");
+            r.errors.push(error(
+                &origin,
+                "is plain http, where browsers drop Secure cookies; use https, \
+                 or set DP_COOKIE_SECURE=false for local use"
+                    .into(),
+            ));
+        }
+    }
+    Some(WebConfig {
+        public_url: public_url?,
+        cookie_secure: cookie_secure?,
+        hsts: hsts?,
+        session_lifetime: session_lifetime?,
+    })
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// `None` inside when sign-in is not configured (verification only).
+fn oidc_settings(r: &mut Reader<'_>, public_url: Option<url::Url>) -> Option<Option<OidcConfig>> {
+    let discovery_url = r.get("oidc_discovery_url", optional(http_url));
+    let client_id = r.get("oidc_client_id", |v| Ok(v.to_string()));
+    let client_secret = r.get("oidc_client_secret", |v| Ok(v.to_string()));
+    let scope = r.get("oidc_scope", scope);
+    let claim_email = r.get("oidc_claim_email", claim_name);
+    let claim_email_verified = r.get("oidc_claim_email_verified", optional(claim_name));
+    let claim_username = r.get("oidc_claim_username", claim_name);
+    let claims_from_profile = r.get("oidc_claims_from_profile", boolean);
+    let required_claim = r.get("oidc_required_claim", optional(claim_name));
+    let required_claim_value = r.get("oidc_required_claim_value", |v| {
+        Ok((!v.is_empty()).then(|| v.to_string()))
+    });
+    let group_membership = r.get("oidc_group_membership", |v| {
+        Ok((!v.is_empty()).then(|| v.to_string()))
+    });
+    let group_claim = r.get("oidc_group_claim", claim_name);
+    let admin_group = r.get("admin_group", |v| Ok((!v.is_empty()).then(|| v.to_string())));
+    let api_audience = r.get("oidc_api_audience", |v| Ok(v.to_string()));
+    let algorithms = r.get("oidc_algorithms", algorithms);
+    let discovery_url = discovery_url??;
+    if client_id.as_deref().is_some_and(str::is_empty) {
+        let origin = r.origin("oidc_client_id");
+        r.errors.push(error(&origin, "is required when DP_OIDC_DISCOVERY_URL is set".into()));
+    }
+    let Some(public_url) = public_url else {
+        let origin = r.origin("public_url");
+        r.errors.push(error(&origin, "is required when DP_OIDC_DISCOVERY_URL is set".into()));
+        return None;
+    };
+    let client_id = client_id?;
+    let client_secret = client_secret?;
+    let api_audience = api_audience?;
+    Some(Some(OidcConfig {
+        discovery_url,
+        api_audience: if api_audience.is_empty() { client_id.clone() } else { api_audience },
+        client_id,
+        client_secret: (!client_secret.is_empty()).then(|| crate::secret::Secret::new(client_secret)),
+        public_url,
+        scope: scope?,
+        claim_email: claim_email?,
+        claim_email_verified: claim_email_verified?,
+        claim_username: claim_username?,
+        claims_from_profile: claims_from_profile?,
+        required_claim: required_claim?,
+        required_claim_value: required_claim_value?,
+        group_membership: group_membership?,
+        group_claim: group_claim?,
+        admin_group: admin_group?,
+        algorithms: algorithms?,
+    }))
+}
+
+fn ui_settings(r: &mut Reader<'_>) -> Option<UiConfig> {
+    let text = |v: &str| Ok::<_, String>(v.to_string());
+    let heading = r.get("ui_heading", text);
+    let heading_sub = r.get("ui_heading_sub", text);
+    let show_subject = r.get("ui_show_subject", boolean);
+    let show_last_used = r.get("ui_show_last_used", boolean);
+    let logins = r.get("ui_logins", boolean);
+    Some(UiConfig {
+        heading: heading?,
+        heading_sub: heading_sub?,
+        show_subject: show_subject?,
+        show_last_used: show_last_used?,
+        logins: logins?,
+    })
+}
+
+fn http_url(v: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(v).map_err(|_| "must be an absolute http or https URL".to_string())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("must be an absolute http or https URL".into());
+    }
+    Ok(url)
+}
+
+/// The page's own address: no query or fragment; a trailing slash is
+/// dropped so paths can be appended.
+fn public_url(v: &str) -> Result<url::Url, String> {
+    let mut url = http_url(v)?;
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err("must be a plain http or https URL without query, fragment or user".into());
+    }
+    let path = url.path().trim_end_matches('/').to_string();
+    url.set_path(&path);
+    Ok(url)
+}
+
+fn scope(v: &str) -> Result<Vec<String>, String> {
+    let scopes: Vec<String> = v.split_whitespace().map(str::to_string).collect();
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err("must include openid".into());
+    }
+    Ok(scopes)
+}
+
+fn claim_name(v: &str) -> Result<String, String> {
+    if v.is_empty() || v.chars().any(char::is_whitespace) {
+        return Err("must be a claim name without spaces".into());
+    }
+    Ok(v.to_string())
+}
+
+/// JWS algorithm names; `none` and the shared-secret HS* family are refused.
+fn algorithms(v: &str) -> Result<Vec<String>, String> {
+    const KNOWN: &[&str] = &[
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+    ];
+    let names: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    match names.iter().find(|n| !KNOWN.contains(&n.as_str())) {
+        _ if names.is_empty() => Err(format!("must list some of {}", KNOWN.join(", "))),
+        Some(bad) => Err(format!("names {bad}, which is not one of {}", KNOWN.join(", "))),
+        None => Ok(names),
     }
 }
 

@@ -68,6 +68,58 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub web: WebConfig,
+    /// Sign-in settings; `None` runs verification only.
+    pub oidc: Option<OidcConfig>,
+    pub ui: UiConfig,
+}
+
+/// How the self-service pages are served.
+#[derive(Clone)]
+pub struct WebConfig {
+    /// Where users open the page (no trailing slash).
+    pub public_url: Option<url::Url>,
+    pub cookie_secure: bool,
+    /// `Strict-Transport-Security` max-age; `None` sends none.
+    pub hsts: Option<Duration>,
+    /// Longest a session lasts, refreshes included.
+    pub session_lifetime: Duration,
+}
+
+/// The identity provider and how its claims are read.
+#[derive(Clone)]
+pub struct OidcConfig {
+    pub discovery_url: url::Url,
+    pub client_id: String,
+    pub client_secret: Option<crate::secret::Secret<String>>,
+    /// Where users open the page (no trailing slash); `/login` is the
+    /// redirect URI.
+    pub public_url: url::Url,
+    pub scope: Vec<String>,
+    pub claim_email: String,
+    /// A claim that must be `true`; `None` accepts unverified addresses.
+    pub claim_email_verified: Option<String>,
+    pub claim_username: String,
+    pub claims_from_profile: bool,
+    pub required_claim: Option<String>,
+    pub required_claim_value: Option<String>,
+    pub group_membership: Option<String>,
+    pub group_claim: String,
+    pub admin_group: Option<String>,
+    /// Audience required of bearer access tokens.
+    pub api_audience: String,
+    /// JWS algorithms accepted on ID, logout and access tokens.
+    pub algorithms: Vec<String>,
+}
+
+/// Page text and what it shows.
+#[derive(Debug, Clone)]
+pub struct UiConfig {
+    pub heading: String,
+    pub heading_sub: String,
+    pub show_subject: bool,
+    pub show_last_used: bool,
+    pub logins: bool,
 }
 
 /// One bad setting: the name it was given under, and why it is bad.

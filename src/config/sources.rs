@@ -131,7 +131,7 @@ impl Sources {
                 Some(key) if key.secret => {}
                 Some(_) => errors.push(error(
                     name,
-                    "only secret settings (DP_DATABASE_URL) can be read from a file".into(),
+                    "only secret settings (DP_DATABASE_URL, DP_OIDC_CLIENT_SECRET) can be read from a file".into(),
                 )),
                 None => self
                     .warnings

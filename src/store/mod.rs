@@ -88,6 +88,25 @@ pub enum StoreError {
     Corrupt(&'static str),
 }
 
+/// A server-side browser session, or a sign-in still in progress.
+///
+/// The store keeps these rows opaque: `data` is JSON written and read by
+/// the web layer. `id` is a digest of the cookie value, never the cookie
+/// itself, so a database reader cannot take over a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Hex SHA-256 of the cookie value (64 characters).
+    pub id: String,
+    /// The signed-in user; `None` while a sign-in is in progress.
+    pub sub: Option<String>,
+    /// The identity provider's session id (`sid` claim), if it sent one.
+    pub sid: Option<String>,
+    /// JSON, at most a few kilobytes.
+    pub data: String,
+    /// When the row stops being valid (UTC).
+    pub expires: NaiveDateTime,
+}
+
 /// What a token is selected by when it is deleted.
 #[derive(Debug, Clone)]
 pub enum TokenRef {
@@ -150,6 +169,57 @@ pub trait Store: Send + Sync {
 
     /// Record uses of tokens (one row each) in one transaction.
     async fn record_uses(&self, uses: &[(Uuid, NaiveDateTime)]) -> Result<(), StoreError>;
+
+    /// Write a session row, replacing one with the same id.
+    async fn put_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable) // TEMPORARY until every engine implements it
+    }
+
+    /// The session with this id, unless it expired by `now`.
+    async fn session(
+        &self,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        Err(StoreError::Unavailable) // TEMPORARY until every engine implements it
+    }
+
+    /// Delete the session and return it, unless it expired by `now`. Of
+    /// two concurrent calls for one id, at most one gets the row.
+    async fn take_session(
+        &self,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        Err(StoreError::Unavailable) // TEMPORARY until every engine implements it
+    }
+
+    /// Delete one session; deleting a missing one is not an error.
+    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable) // TEMPORARY until every engine implements it
+    }
+
+    /// End an identity-provider session: record `sid` in `revoked` (once,
+    /// however often it is sent) and delete the sessions carrying it. With
+    /// only a `sub`, delete every session of that user. Returns how many
+    /// sessions were deleted.
+    async fn end_idp_session(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        Err(StoreError::Unavailable) // TEMPORARY until every engine implements it
+    }
+
+    /// Whether `sid` is in `revoked` (the Python project writes it too).
+    async fn is_revoked(&self, sid: &str) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable) // TEMPORARY until every engine implements it
+    }
+
+    /// Delete sessions that expired by `now`; returns how many.
+    async fn purge_sessions(&self, now: NaiveDateTime) -> Result<u64, StoreError> {
+        Err(StoreError::Unavailable) // TEMPORARY until every engine implements it
+    }
 }
 
 /// Connection pool settings for the server databases.
