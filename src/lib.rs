@@ -21,3 +21,4 @@ pub mod store;
 pub mod telemetry;
 pub mod tokens;
 pub mod verify;
+pub mod web;

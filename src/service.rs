@@ -18,6 +18,10 @@ use crate::http::{self, App, Listeners};
 use crate::store::{self, Store, StoreError};
 use crate::verify::uses::UseRecorder;
 use crate::verify::{Settings, Verifier};
+use crate::oidc::Oidc;
+use crate::passgen::Wordlist;
+use crate::tokens::TokenMaker;
+use crate::web::Web;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -31,6 +35,8 @@ pub enum StartError {
     },
     #[error("cannot listen on unix socket {}: {reason}", path.display())]
     Unix { path: PathBuf, reason: String },
+    #[error("cannot load the word list: {0}")]
+    Wordlist(String),
     #[error("cannot start hashing threads: {0}")]
     Threads(std::io::Error),
 }
@@ -81,14 +87,27 @@ pub async fn start(
 ) -> Result<Running, StartError> {
     let store = open_store(config, config.auto_migrate).await?;
     let (uses, _writer) = UseRecorder::spawn(Arc::clone(&store), config.use_flush_interval);
+    let hasher = Arc::new(hasher);
     let verifier = Verifier::new(
         Arc::clone(&store),
-        Arc::new(hasher),
-        clock,
+        Arc::clone(&hasher),
+        Arc::clone(&clock),
         uses,
         settings(config),
     )
     .map_err(StartError::Threads)?;
+    let maker = TokenMaker {
+        store: Arc::clone(&store),
+        hasher,
+        wordlist: Arc::new(
+            Wordlist::load(config.wordlist.as_deref())
+                .map_err(|e| StartError::Wordlist(e.to_string()))?,
+        ),
+        clock,
+        max_expiration_days: config.max_expiration_days,
+    };
+    let oidc = config.oidc.clone().map(Oidc::start);
+    let web = Web::new(config, oidc, Arc::clone(&store), maker);
     http::metrics::install();
     let app = Arc::new(App {
         verifier,
@@ -97,6 +116,7 @@ pub async fn start(
         challenge: http::response::challenge(&config.realm),
         store_timeout: config.store_timeout,
         metrics_on_main: config.metrics_listen.is_none(),
+        web,
     });
     let listeners = bind(config).await?;
     let addr = local_addr(&listeners.tcp, config.listen)?;

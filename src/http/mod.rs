@@ -45,6 +45,8 @@ pub struct App {
     /// Whether `/metrics` is answered with the other routes (else it has
     /// a listener of its own and the main listeners answer 404).
     pub metrics_on_main: bool,
+    /// The self-service pages and token API.
+    pub web: crate::web::Web,
 }
 
 /// Every socket one server accepts connections on.

@@ -2,8 +2,9 @@
 //!
 //! `/auth` and `/auth/<service>` (any method) read Basic credentials for
 //! forward-auth proxies; `POST /verify` reads JSON for everything else;
-//! `/healthz` and `/readyz` are probes. Any other path is 404: no route
-//! answers 2xx by accident.
+//! `/healthz` and `/readyz` are probes. The self-service pages and the
+//! token API are answered by [`crate::web`]. Any other path is 404: no
+//! route answers 2xx by accident.
 
 use http::header::{AUTHORIZATION, PROXY_AUTHORIZATION};
 use http::{Method, Request, Response, StatusCode};
@@ -30,7 +31,7 @@ pub fn route_name(path: &str) -> &'static str {
         "/readyz" => "/readyz",
         "/metrics" => "/metrics",
         p if p.starts_with("/integrations/") => "/integrations/{consumer}",
-        _ => "unknown",
+        p => crate::web::route_name(p).unwrap_or("unknown"),
     }
 }
 
