@@ -54,7 +54,8 @@ pub async fn dispatch(app: &App, request: Request<Incoming>, request_id: &str) -
             super::integrations::dispatch(app, request, request_id).await
         }
         ("/healthz" | "/readyz", _) => fail(Failure::MethodNotAllowed("GET, HEAD"), Style::Plain),
-        _ => fail(Failure::NotFound, Style::Plain),
+        ("unknown", _) => fail(Failure::NotFound, Style::Plain),
+        (route, _) => crate::web::dispatch(&app.web, route, request, request_id).await,
     }
 }
 
