@@ -363,6 +363,19 @@ impl Reader<'_> {
             .map_or_else(|| format!("default of {name}"), |raw| raw.origin.clone())
     }
 
+    /// Where a required setting should be given: its origin when it was
+    /// given, else its preferred variable.
+    fn origin_or_variable(&self, name: &str) -> String {
+        match self.values.get(name) {
+            Some(raw) => raw.origin.clone(),
+            None => KEYS
+                .iter()
+                .find(|k| k.name == name)
+                .and_then(|k| k.env.first())
+                .map_or_else(|| name.to_string(), |v| (*v).to_string()),
+        }
+    }
+
     fn get<T>(&mut self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
         let (value, origin) = match self.values.get(name) {
             Some(raw) => (raw.value.as_str(), raw.origin.clone()),
@@ -711,13 +724,18 @@ fn oidc_settings(r: &mut Reader<'_>, public_url: Option<url::Url>) -> Option<Opt
     let admin_group = r.get("admin_group", |v| Ok((!v.is_empty()).then(|| v.to_string())));
     let api_audience = r.get("oidc_api_audience", |v| Ok(v.to_string()));
     let algorithms = r.get("oidc_algorithms", algorithms);
-    let discovery_url = discovery_url??;
+    let Some(discovery_url) = discovery_url? else {
+        return Some(None);
+    };
     if client_id.as_deref().is_some_and(str::is_empty) {
-        let origin = r.origin("oidc_client_id");
+        let origin = r.origin_or_variable("oidc_client_id");
         r.errors.push(error(&origin, "is required when DP_OIDC_DISCOVERY_URL is set".into()));
     }
     let Some(public_url) = public_url else {
-        let origin = r.origin("public_url");
+        if r.values.contains_key("public_url") {
+            return None; // given but invalid: reported already
+        }
+        let origin = r.origin_or_variable("public_url");
         r.errors.push(error(&origin, "is required when DP_OIDC_DISCOVERY_URL is set".into()));
         return None;
     };

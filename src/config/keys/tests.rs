@@ -11,6 +11,11 @@ fn load(vars: &[(&str, &str)]) -> Result<Config, Vec<String>> {
     .map_err(|e| e.0.into_iter().map(|e| e.name).collect())
 }
 
+/// The names of the bad settings, or nothing when the load succeeded.
+fn errors_of(vars: &[(&str, &str)]) -> Vec<String> {
+    load(vars).err().unwrap_or_default()
+}
+
 #[test]
 fn defaults_are_valid() {
     let config = load(&[]).map_err(|e| format!("{e:?}"));
@@ -124,4 +129,89 @@ fn conflicting_aliases_are_an_error() {
     .err()
     .unwrap_or_default();
     assert_eq!(errors, vec!["DP_SQLALCHEMY_DATABASE_URI".to_string()]);
+}
+
+const OIDC: &[(&str, &str)] = &[
+    ("DP_OIDC_DISCOVERY_URL", "https://id.example.org/.well-known/openid-configuration"),
+    ("DP_OIDC_CLIENT_ID", "devicepass"),
+    ("DP_PUBLIC_URL", "https://devicepass.example.org/"),
+];
+
+fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut vars: Vec<_> = OIDC
+        .iter()
+        .filter(|(name, _)| !extra.iter().any(|(n, _)| n == name))
+        .copied()
+        .collect();
+    vars.extend_from_slice(extra);
+    vars
+}
+
+#[test]
+fn sign_in_is_off_without_a_discovery_url() {
+    let config = load(&[]).expect("defaults");
+    assert!(config.oidc.is_none());
+    assert!(config.web.cookie_secure);
+    assert_eq!(config.ui.heading, "Device passwords");
+    assert!(!config.ui.logins);
+}
+
+#[test]
+fn python_oidc_settings_keep_their_meaning() {
+    let config = load(&with(&[
+        ("DP_OIDC_CLIENT_SECRET", "s3cret"),
+        ("DP_OIDC_SCOPE", "openid email profile groups"),
+        ("DP_OIDC_CLAIM_EMAIL_VERIFIED", ""),
+        ("DP_OIDC_CLAIM_USERNAME", "email"),
+        ("DP_OIDC_CLAIMS_FROM_PROFILE", "true"),
+        ("DP_OIDC_REQUIRED_CLAIM", "hd"),
+        ("DP_OIDC_REQUIRED_CLAIM_VALUE", "example.org"),
+        ("DP_OIDC_GROUP_MEMBERSHIP", "staff"),
+        ("DP_UI_SHOW_SUBJECT", "false"),
+    ]))
+    .map_err(|e| format!("{e:?}"))
+    .expect("valid");
+    let oidc = config.oidc.expect("sign-in on");
+    assert_eq!(oidc.public_url.as_str(), "https://devicepass.example.org/");
+    assert_eq!(oidc.scope, ["openid", "email", "profile", "groups"]);
+    assert_eq!(oidc.claim_email_verified, None, "empty accepts unverified addresses");
+    assert_eq!(oidc.claim_username, "email");
+    assert!(oidc.claims_from_profile);
+    assert_eq!(oidc.required_claim.as_deref(), Some("hd"));
+    assert_eq!(oidc.required_claim_value.as_deref(), Some("example.org"));
+    assert_eq!(oidc.group_membership.as_deref(), Some("staff"));
+    assert_eq!(oidc.group_claim, "groups");
+    assert_eq!(oidc.api_audience, "devicepass", "defaults to the client id");
+    assert_eq!(oidc.client_secret.map(|s| s.expose().clone()).as_deref(), Some("s3cret"));
+    assert!(!config.ui.show_subject);
+}
+
+#[test]
+fn sign_in_settings_are_checked_together() {
+    let errors = errors_of(&[("DP_OIDC_DISCOVERY_URL", "https://id.example.org/")]);
+    assert!(errors.iter().any(|e| e == "DP_OIDC_CLIENT_ID"), "{errors:?}");
+    assert!(errors.iter().any(|e| e == "DP_PUBLIC_URL"), "{errors:?}");
+    for (name, bad) in [
+        ("DP_OIDC_SCOPE", "email profile"),
+        ("DP_OIDC_DISCOVERY_URL", "ftp://id.example.org/"),
+        ("DP_PUBLIC_URL", "https://devicepass.example.org/?x=1"),
+        ("DP_OIDC_ALGORITHMS", "RS256,HS256"),
+        ("DP_OIDC_ALGORITHMS", "none"),
+        ("DP_OIDC_CLAIM_EMAIL", "e mail"),
+        ("DP_HSTS", "forever"),
+        ("DP_SESSION_LIFETIME", "0"),
+    ] {
+        let errors = errors_of(&with(&[(name, bad)]));
+        assert_eq!(errors, [name], "{name}={bad}");
+    }
+}
+
+#[test]
+fn secure_cookies_need_https_except_on_loopback() {
+    let plain = [("DP_PUBLIC_URL", "http://devicepass.example.org")];
+    assert_eq!(errors_of(&with(&plain)), ["DP_PUBLIC_URL"]);
+    let local = [("DP_PUBLIC_URL", "http://127.0.0.1:8080")];
+    assert!(load(&with(&local)).is_ok());
+    let opted_out = [("DP_PUBLIC_URL", "http://devicepass.lan"), ("DP_COOKIE_SECURE", "false")];
+    assert!(load(&with(&opted_out)).is_ok());
 }
