@@ -147,3 +147,19 @@ fn a_bad_file_value_is_reported_even_when_the_environment_overrides_it() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen (in "));
 }
+
+#[test]
+fn every_setting_is_documented_in_the_readme_and_the_example() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).expect("README");
+    let example =
+        std::fs::read_to_string(format!("{root}/config/devicepass.example.toml")).expect("example");
+    for key in devicepass::config::KEYS {
+        assert!(readme.contains(&format!("`{}`", key.name)), "README lacks {}", key.name);
+        for var in key.env {
+            assert!(readme.contains(var), "README lacks {var}");
+        }
+        let line = format!("\n{} = ", key.name);
+        assert!(example.contains(&line), "example config lacks {}", key.name);
+    }
+}

@@ -15,5 +15,7 @@ mod mysql_specific;
 mod nginx;
 mod outage;
 mod postgres_specific;
+mod selfservice;
 mod support;
 mod upstream;
+mod web;
