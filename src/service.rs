@@ -15,12 +15,12 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::hash::{HashPolicy, Hasher};
 use crate::http::{self, App, Listeners};
-use crate::store::{self, Store, StoreError};
-use crate::verify::uses::UseRecorder;
-use crate::verify::{Settings, Verifier};
 use crate::oidc::Oidc;
 use crate::passgen::Wordlist;
+use crate::store::{self, Store, StoreError};
 use crate::tokens::TokenMaker;
+use crate::verify::uses::UseRecorder;
+use crate::verify::{Settings, Verifier};
 use crate::web::Web;
 
 #[derive(Debug, thiserror::Error)]

@@ -675,16 +675,17 @@ fn web_settings(r: &mut Reader<'_>) -> Option<WebConfig> {
     let cookie_secure = r.get("cookie_secure", boolean);
     let hsts = r.get("hsts", optional(positive_duration));
     let session_lifetime = r.get("session_lifetime", positive_duration);
-    if let (Some(Some(url)), Some(true)) = (&public_url, cookie_secure) {
-        if url.scheme() == "http" && !is_loopback(url) {
-            let origin = r.origin("public_url");
-            r.errors.push(error(
-                &origin,
-                "is plain http, where browsers drop Secure cookies; use https, \
-                 or set DP_COOKIE_SECURE=false for local use"
-                    .into(),
-            ));
-        }
+    if let (Some(Some(url)), Some(true)) = (&public_url, cookie_secure)
+        && url.scheme() == "http"
+        && !is_loopback(url)
+    {
+        let origin = r.origin("public_url");
+        r.errors.push(error(
+            &origin,
+            "is plain http, where browsers drop Secure cookies; use https, \
+             or set DP_COOKIE_SECURE=false for local use"
+                .into(),
+        ));
     }
     Some(WebConfig {
         public_url: public_url?,
@@ -721,7 +722,10 @@ fn oidc_settings(r: &mut Reader<'_>, public_url: Option<url::Url>) -> Option<Opt
         Ok((!v.is_empty()).then(|| v.to_string()))
     });
     let group_claim = r.get("oidc_group_claim", claim_name);
-    let admin_group = r.get("admin_group", |v| Ok((!v.is_empty()).then(|| v.to_string())));
+    let admin_group = r.get(
+        "admin_group",
+        |v| Ok((!v.is_empty()).then(|| v.to_string())),
+    );
     let api_audience = r.get("oidc_api_audience", |v| Ok(v.to_string()));
     let algorithms = r.get("oidc_algorithms", algorithms);
     let Some(discovery_url) = discovery_url? else {
@@ -729,14 +733,20 @@ fn oidc_settings(r: &mut Reader<'_>, public_url: Option<url::Url>) -> Option<Opt
     };
     if client_id.as_deref().is_some_and(str::is_empty) {
         let origin = r.origin_or_variable("oidc_client_id");
-        r.errors.push(error(&origin, "is required when DP_OIDC_DISCOVERY_URL is set".into()));
+        r.errors.push(error(
+            &origin,
+            "is required when DP_OIDC_DISCOVERY_URL is set".into(),
+        ));
     }
     let Some(public_url) = public_url else {
         if r.values.contains_key("public_url") {
             return None; // given but invalid: reported already
         }
         let origin = r.origin_or_variable("public_url");
-        r.errors.push(error(&origin, "is required when DP_OIDC_DISCOVERY_URL is set".into()));
+        r.errors.push(error(
+            &origin,
+            "is required when DP_OIDC_DISCOVERY_URL is set".into(),
+        ));
         return None;
     };
     let client_id = client_id?;
@@ -744,9 +754,14 @@ fn oidc_settings(r: &mut Reader<'_>, public_url: Option<url::Url>) -> Option<Opt
     let api_audience = api_audience?;
     Some(Some(OidcConfig {
         discovery_url,
-        api_audience: if api_audience.is_empty() { client_id.clone() } else { api_audience },
+        api_audience: if api_audience.is_empty() {
+            client_id.clone()
+        } else {
+            api_audience
+        },
         client_id,
-        client_secret: (!client_secret.is_empty()).then(|| crate::secret::Secret::new(client_secret)),
+        client_secret: (!client_secret.is_empty())
+            .then(|| crate::secret::Secret::new(client_secret)),
         public_url,
         scope: scope?,
         claim_email: claim_email?,
@@ -779,7 +794,8 @@ fn ui_settings(r: &mut Reader<'_>) -> Option<UiConfig> {
 }
 
 fn http_url(v: &str) -> Result<url::Url, String> {
-    let url = url::Url::parse(v).map_err(|_| "must be an absolute http or https URL".to_string())?;
+    let url =
+        url::Url::parse(v).map_err(|_| "must be an absolute http or https URL".to_string())?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err("must be an absolute http or https URL".into());
     }
@@ -826,7 +842,10 @@ fn algorithms(v: &str) -> Result<Vec<String>, String> {
         .collect();
     match names.iter().find(|n| !KNOWN.contains(&n.as_str())) {
         _ if names.is_empty() => Err(format!("must list some of {}", KNOWN.join(", "))),
-        Some(bad) => Err(format!("names {bad}, which is not one of {}", KNOWN.join(", "))),
+        Some(bad) => Err(format!(
+            "names {bad}, which is not one of {}",
+            KNOWN.join(", ")
+        )),
         None => Ok(names),
     }
 }

@@ -32,7 +32,10 @@ pub fn openapi(web: &Web) -> Response<Body> {
     web.security_headers(&mut response, None);
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     response
 }
 
@@ -48,7 +51,10 @@ async fn principal(
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(Problem::Unauthorized)?;
@@ -84,7 +90,11 @@ async fn bearer(web: &Web, token: &str) -> Result<Principal, Problem> {
         Err(OidcError::Refused(why)) => return Err(Problem::Refused(why.to_string())),
         Err(OidcError::Unavailable) => return Err(Problem::SignInUnavailable),
     };
-    let known = web.store.find_user(&who.sub).await?.filter(|u| u.sub == who.sub);
+    let known = web
+        .store
+        .find_user(&who.sub)
+        .await?
+        .filter(|u| u.sub == who.sub);
     let user = match (known, who.username, who.email) {
         (Some(user), _, _) => user,
         (None, Some(username), Some(email)) if check_username(&username).is_ok() => {
@@ -96,7 +106,9 @@ async fn bearer(web: &Web, token: &str) -> Result<Principal, Problem> {
             match web.store.upsert_user(&user).await {
                 Ok(()) => user,
                 Err(StoreError::Conflict(what)) => {
-                    return Err(Problem::Refused(format!("another account already uses the same {what}")));
+                    return Err(Problem::Refused(format!(
+                        "another account already uses the same {what}"
+                    )));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -121,7 +133,8 @@ fn csrf_header(headers: &HeaderMap) -> Option<String> {
 }
 
 fn rfc3339(at: NaiveDateTime) -> String {
-    at.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    at.and_utc()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn token_json(info: &TokenInfo) -> serde_json::Value {
@@ -140,7 +153,9 @@ fn token_json(info: &TokenInfo) -> serde_json::Value {
 /// who asks for all.
 async fn visible_tokens(web: &Web, who: &Principal, all: bool) -> Result<Vec<TokenInfo>, Problem> {
     if all && !who.is_admin {
-        return Err(Problem::Refused("only administrators can see everyone's device passwords".into()));
+        return Err(Problem::Refused(
+            "only administrators can see everyone's device passwords".into(),
+        ));
     }
     let sub = (!all).then_some(who.user.sub.as_str());
     Ok(web.store.list_tokens(sub).await?)
@@ -150,7 +165,10 @@ fn query_flag(request: &Request<Incoming>, name: &str) -> bool {
     request
         .uri()
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == name && matches!(&*v, "true" | "1" | "yes")))
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .any(|(k, v)| k == name && matches!(&*v, "true" | "1" | "yes"))
+        })
         .unwrap_or(false)
 }
 
@@ -188,7 +206,11 @@ pub async fn tokens(web: &Web, request: Request<Incoming>) -> Result<Response<Bo
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
     if !is_json {
         return Err(Problem::UnsupportedMediaType);
     }
@@ -236,7 +258,10 @@ pub async fn delete(web: &Web, request: Request<Incoming>) -> Result<Response<Bo
 /// so other users' token ids are not confirmed.
 async fn delete_visible(web: &Web, who: &Principal, id: Uuid) -> Result<TokenInfo, Problem> {
     let list = visible_tokens(web, who, who.is_admin).await?;
-    let info = list.into_iter().find(|t| t.token.id == id).ok_or(Problem::NotFound)?;
+    let info = list
+        .into_iter()
+        .find(|t| t.token.id == id)
+        .ok_or(Problem::NotFound)?;
     if !web.store.delete_token(&TokenRef::Id(id)).await? {
         return Err(Problem::NotFound);
     }
@@ -271,7 +296,9 @@ pub async fn legacy(web: &Web, request: Request<Incoming>) -> Result<Response<Bo
     }
     let headers = request.headers().clone();
     let fields = form_fields(&read_body(request).await?);
-    let presented = field(&fields, "state").map(str::to_string).or_else(|| csrf_header(&headers));
+    let presented = field(&fields, "state")
+        .map(str::to_string)
+        .or_else(|| csrf_header(&headers));
     let who = principal(web, &headers, Some(presented.as_deref())).await?;
     if method == Method::DELETE {
         let id = field(&fields, "id")
@@ -289,10 +316,13 @@ pub async fn legacy(web: &Web, request: Request<Incoming>) -> Result<Response<Bo
     if name.trim().is_empty() {
         return Err(Problem::BadRequest("name is required".into()));
     }
-    let asked = expiry_date(field(&fields, "expire").unwrap_or_default()).map_err(Problem::BadRequest)?;
+    let asked =
+        expiry_date(field(&fields, "expire").unwrap_or_default()).map_err(Problem::BadRequest)?;
     let expires = match web.max_expiration_days {
         Some(days) => {
-            let limit = (web.clock.now() + TimeDelta::days(i64::from(days))).date().and_time(chrono::NaiveTime::MIN);
+            let limit = (web.clock.now() + TimeDelta::days(i64::from(days)))
+                .date()
+                .and_time(chrono::NaiveTime::MIN);
             Some(asked.map_or(limit, |at| at.min(limit)))
         }
         None => asked,
@@ -327,7 +357,8 @@ pub async fn ping(web: &Web, headers: &HeaderMap) -> Result<Response<Body>, Prob
 pub async fn backchannel(web: &Web, request: Request<Incoming>) -> Result<Response<Body>, Problem> {
     let oidc = web.oidc.as_ref().ok_or(Problem::SignInNotConfigured)?;
     let fields = form_fields(&read_body(request).await?);
-    let token = field(&fields, "logout_token").ok_or_else(|| Problem::BadRequest("logout_token is required".into()))?;
+    let token = field(&fields, "logout_token")
+        .ok_or_else(|| Problem::BadRequest("logout_token is required".into()))?;
     let asked = match oidc.logout_token(token).await {
         Ok(asked) => asked,
         Err(OidcError::Unavailable) => return Err(Problem::SignInUnavailable),
@@ -336,24 +367,36 @@ pub async fn backchannel(web: &Web, request: Request<Incoming>) -> Result<Respon
             return Err(Problem::BadRequest("the logout token is not valid".into()));
         }
     };
-    let ended = web.store.end_idp_session(asked.sid.as_deref(), asked.sub.as_deref()).await?;
+    let ended = web
+        .store
+        .end_idp_session(asked.sid.as_deref(), asked.sub.as_deref())
+        .await?;
     tracing::info!(sid = asked.sid.is_some(), sub = ?asked.sub, ended, "back-channel logout");
     Ok(empty_ok())
 }
 
 /// `GET /api/logout-frontchannel?iss=…&sid=…`: the provider's page ends
 /// a session through the browser (OpenID Connect Front-Channel Logout).
-pub async fn frontchannel(web: &Web, request: Request<Incoming>) -> Result<Response<Body>, Problem> {
+pub async fn frontchannel(
+    web: &Web,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Problem> {
     let oidc = web.oidc.as_ref().ok_or(Problem::SignInNotConfigured)?;
     let query: Vec<(String, String)> = request
         .uri()
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(iss) = field(&query, "iss")
         && oidc.issuer().as_deref() != Some(iss)
     {
-        return Err(Problem::BadRequest("iss is not this service's identity provider".into()));
+        return Err(Problem::BadRequest(
+            "iss is not this service's identity provider".into(),
+        ));
     }
     if let Some(sid) = field(&query, "sid") {
         let ended = web.store.end_idp_session(Some(sid), None).await?;

@@ -129,7 +129,11 @@ impl Problem {
                     .into(),
                 home,
             ),
-            Problem::Refused(why) => ("Access refused", format!("You cannot use this service: {why}."), None),
+            Problem::Refused(why) => (
+                "Access refused",
+                format!("You cannot use this service: {why}."),
+                None,
+            ),
             Problem::SignInFailed(why) => ("Sign-in failed", why.clone(), again),
             Problem::SignInUnavailable => (
                 "Sign-in unavailable",
@@ -145,13 +149,21 @@ impl Problem {
                     .into(),
                 None,
             ),
-            Problem::NotFound => ("Not found", "There is nothing at this address.".into(), home),
+            Problem::NotFound => (
+                "Not found",
+                "There is nothing at this address.".into(),
+                home,
+            ),
             Problem::MethodNotAllowed(_) => (
                 "Method not allowed",
                 "This address does not accept that kind of request.".into(),
                 home,
             ),
-            Problem::PayloadTooLarge => ("Request too large", "The request body is too large.".into(), home),
+            Problem::PayloadTooLarge => (
+                "Request too large",
+                "The request body is too large.".into(),
+                home,
+            ),
             Problem::UnsupportedMediaType => (
                 "Unsupported content type",
                 "Send application/json or a form.".into(),
@@ -201,20 +213,29 @@ impl Web {
     }
 
     /// A rendered page with the security headers for its nonce.
-    pub fn page(&self, status: StatusCode, nonce: &str, rendered: Result<String, askama::Error>) -> Response<Body> {
+    pub fn page(
+        &self,
+        status: StatusCode,
+        nonce: &str,
+        rendered: Result<String, askama::Error>,
+    ) -> Response<Body> {
         let (status, body) = match rendered {
             Ok(body) => (status, body),
             Err(e) => {
                 tracing::error!(error = %e, "a page template failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, "<!doctype html><title>Error</title><p>The page cannot be shown.".to_string())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "<!doctype html><title>Error</title><p>The page cannot be shown.".to_string(),
+                )
             }
         };
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
         self.security_headers(&mut response, Some(nonce));
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
         response
     }
 
@@ -225,7 +246,10 @@ impl Web {
         headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
         headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-        headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+        headers.insert(
+            "cross-origin-opener-policy",
+            HeaderValue::from_static("same-origin"),
+        );
         if let Some(max_age) = self.settings.hsts
             && let Ok(v) = HeaderValue::from_str(&format!("max-age={}", max_age.as_secs()))
         {
@@ -276,9 +300,10 @@ impl Web {
         });
         let mut response = self.json(problem.status(), &body);
         if matches!(problem, Problem::Unauthorized) {
-            response
-                .headers_mut()
-                .insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
+            );
         }
         allow_header(&mut response, problem);
         response

@@ -59,11 +59,17 @@ pub struct Web {
 }
 
 impl Web {
-    pub fn new(config: &Config, oidc: Option<Oidc>, store: Arc<dyn Store>, maker: TokenMaker) -> Web {
+    pub fn new(
+        config: &Config,
+        oidc: Option<Oidc>,
+        store: Arc<dyn Store>,
+        maker: TokenMaker,
+    ) -> Web {
         let public_url = config.web.public_url.clone();
-        let base = public_url
-            .as_ref()
-            .map_or_else(|| "/".to_string(), |u| format!("{}/", u.path().trim_end_matches('/')));
+        let base = public_url.as_ref().map_or_else(
+            || "/".to_string(),
+            |u| format!("{}/", u.path().trim_end_matches('/')),
+        );
         Web {
             oidc,
             clock: Arc::clone(&maker.clock),
@@ -115,7 +121,10 @@ pub async fn dispatch(
     request_id: &str,
 ) -> Response<Body> {
     let api = route.starts_with("/api/");
-    let answer = tokio::time::timeout(REQUEST_BUDGET, route_request(web, route, request, request_id));
+    let answer = tokio::time::timeout(
+        REQUEST_BUDGET,
+        route_request(web, route, request, request_id),
+    );
     match answer.await {
         Ok(Ok(response)) => response,
         Ok(Err(problem)) if api => web.problem_json(&problem, request_id),
@@ -175,7 +184,9 @@ async fn read_body(request: Request<Incoming>) -> Result<bytes::Bytes, Problem> 
     match Limited::new(request.into_body(), MAX_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Problem::PayloadTooLarge),
-        Err(_) => Err(Problem::BadRequest("The request body could not be read.".into())),
+        Err(_) => Err(Problem::BadRequest(
+            "The request body could not be read.".into(),
+        )),
     }
 }
 
@@ -186,7 +197,10 @@ fn form_fields(body: &[u8]) -> Vec<(String, String)> {
 }
 
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Who a self-service request acts for.

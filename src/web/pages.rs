@@ -30,7 +30,10 @@ pub fn asset(path: &str) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(kind));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
 }
@@ -72,7 +75,12 @@ struct Form {
     name: String,
 }
 
-async fn render(web: &Web, session: &Session, form: Form, status: StatusCode) -> Result<Response<Body>, Problem> {
+async fn render(
+    web: &Web,
+    session: &Session,
+    form: Form,
+    status: StatusCode,
+) -> Result<Response<Body>, Problem> {
     let user = user_of(&session.identity);
     let mut tokens = web.store.list_tokens(Some(&user.sub)).await?;
     tokens.sort_by_key(|t| t.token.name.to_lowercase());
@@ -122,14 +130,22 @@ pub fn when(at: NaiveDateTime) -> String {
 }
 
 /// `/login`: without a code, start signing in; with one, finish.
-pub async fn login(web: &Web, request: &Request<Incoming>, request_id: &str) -> Result<Response<Body>, Problem> {
+pub async fn login(
+    web: &Web,
+    request: &Request<Incoming>,
+    request_id: &str,
+) -> Result<Response<Body>, Problem> {
     let Some(oidc) = &web.oidc else {
         return Err(Problem::SignInNotConfigured);
     };
     let query: Vec<(String, String)> = request
         .uri()
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(error) = field(&query, "error") {
         let error: String = error
@@ -139,7 +155,9 @@ pub async fn login(web: &Web, request: &Request<Incoming>, request_id: &str) -> 
             .collect();
         tracing::info!(%error, "the identity provider answered with an error");
         let mut response = web.problem_page(
-            &Problem::SignInFailed(format!("The identity provider did not sign you in ({error}).")),
+            &Problem::SignInFailed(format!(
+                "The identity provider did not sign you in ({error})."
+            )),
             request_id,
         );
         set_cookie(&mut response, &web.clear_cookie(web.names.login));
@@ -160,13 +178,19 @@ pub async fn login(web: &Web, request: &Request<Incoming>, request_id: &str) -> 
                 .into(),
         )
     };
-    let pending = web.take_pending(request.headers()).await?.ok_or_else(stale)?;
+    let pending = web
+        .take_pending(request.headers())
+        .await?
+        .ok_or_else(stale)?;
     let state = field(&query, "state").unwrap_or_default();
     if !constant_time_eq(state, &pending.state) {
         tracing::info!("sign-in refused: state does not match");
         return Err(stale());
     }
-    let identity = oidc.finish_login(code, &pending).await.map_err(sign_in_problem)?;
+    let identity = oidc
+        .finish_login(code, &pending)
+        .await
+        .map_err(sign_in_problem)?;
     if let Err(e) = check_username(&identity.username) {
         tracing::info!(sub = %identity.sub, reason = %e, "sign-in refused: unusable username");
         return Err(Problem::Refused(e.to_string()));
@@ -211,8 +235,14 @@ pub fn sign_in_problem(e: OidcError) -> Problem {
 
 /// A signed-in session and the fields of a form posted with its CSRF
 /// token (field `state`, as in the Python project, or `X-CSRF-Token`).
-async fn form_session(web: &Web, request: Request<Incoming>) -> Result<(Session, Vec<(String, String)>), Problem> {
-    let session = web.session(request.headers()).await?.ok_or(Problem::Unauthorized)?;
+async fn form_session(
+    web: &Web,
+    request: Request<Incoming>,
+) -> Result<(Session, Vec<(String, String)>), Problem> {
+    let session = web
+        .session(request.headers())
+        .await?
+        .ok_or(Problem::Unauthorized)?;
     let header = request
         .headers()
         .get("x-csrf-token")
@@ -299,9 +329,9 @@ pub fn token_problem(e: TokenError) -> Result<String, Problem> {
         TokenError::ExpiryTooFar(days) => Ok(format!(
             "Device passwords may live at most {days} days; choose an earlier date."
         )),
-        TokenError::NoFreeLogin => {
-            Ok("No free login name is left for your account; delete an old device password.".into())
-        }
+        TokenError::NoFreeLogin => Ok(
+            "No free login name is left for your account; delete an old device password.".into(),
+        ),
         TokenError::Store(e) => Err(e.into()),
         TokenError::Hash(e) => {
             tracing::error!(error = %e, "cannot hash a new password");
@@ -310,7 +340,12 @@ pub fn token_problem(e: TokenError) -> Result<String, Problem> {
     }
 }
 
-async fn form_error(web: &Web, session: &Session, name: String, error: String) -> Result<Response<Body>, Problem> {
+async fn form_error(
+    web: &Web,
+    session: &Session,
+    name: String,
+    error: String,
+) -> Result<Response<Body>, Problem> {
     let form = Form {
         error: Some(error),
         name,

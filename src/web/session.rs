@@ -80,7 +80,11 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter_map(Result::ok)
         .find(|c| c.name() == name)
         .map(|c| c.value().to_string())
-        .filter(|v| v.len() == 43 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .filter(|v| {
+            v.len() == 43
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 impl Web {
@@ -118,11 +122,17 @@ impl Web {
     }
 
     /// The sign-in this browser started, taken so it cannot be replayed.
-    pub async fn take_pending(&self, headers: &HeaderMap) -> Result<Option<PendingLogin>, StoreError> {
+    pub async fn take_pending(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<PendingLogin>, StoreError> {
         let Some(value) = cookie_value(headers, self.names.login) else {
             return Ok(None);
         };
-        let record = self.store.take_session(&digest(&value), self.clock.now()).await?;
+        let record = self
+            .store
+            .take_session(&digest(&value), self.clock.now())
+            .await?;
         Ok(record
             .filter(|r| r.sub.is_none())
             .and_then(|r| serde_json::from_str(&r.data).ok()))

@@ -155,7 +155,11 @@ fn every_setting_is_documented_in_the_readme_and_the_example() {
     let example =
         std::fs::read_to_string(format!("{root}/config/devicepass.example.toml")).expect("example");
     for key in devicepass::config::KEYS {
-        assert!(readme.contains(&format!("`{}`", key.name)), "README lacks {}", key.name);
+        assert!(
+            readme.contains(&format!("`{}`", key.name)),
+            "README lacks {}",
+            key.name
+        );
         for var in key.env {
             assert!(readme.contains(var), "README lacks {var}");
         }

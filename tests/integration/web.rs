@@ -36,7 +36,11 @@ fn server(dir: &Path, extra: &[(&str, &str)]) -> (Server, String) {
 
 /// Write a signed-in session for `user`; returns (cookie value, CSRF token).
 fn sign_in(db: &str, user: &User, is_admin: bool) -> (String, String) {
-    let cookie = format!("{:0<43}", user.username.replace(|c: char| !c.is_ascii_alphanumeric(), "x"));
+    let cookie = format!(
+        "{:0<43}",
+        user.username
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "x")
+    );
     let csrf = format!("csrf-of-{}", user.username);
     let identity = Identity {
         sub: user.sub.clone(),
@@ -74,7 +78,14 @@ fn user(name: &str) -> User {
     }
 }
 
-fn call(server: &Server, method: &str, path: &str, cookie: Option<&str>, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+fn call(
+    server: &Server,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     let cookie_header = cookie.map(|c| format!("{COOKIE}={c}"));
     let mut all: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
     if let Some(c) = &cookie_header {
@@ -96,7 +107,9 @@ const JSON: (&str, &str) = ("Content-Type", "application/json");
 
 /// The value of `<code id="new-password">…</code>` and friends.
 fn element_text(page: &str, id: &str) -> String {
-    let start = page.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in {page}"));
+    let start = page
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in {page}"));
     let rest = &page[start..];
     let open = rest.find('>').expect(">") + 1;
     let close = rest.find('<').expect("<");
@@ -116,38 +129,90 @@ fn pages_create_show_once_and_delete_with_csrf() {
     assert!(html.contains("id=\"no-tokens\""));
     assert!(html.contains(&format!("<meta name=\"csrf-token\" content=\"{csrf}\">")));
     let csp = page.header_str("content-security-policy");
-    assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"), "{csp}");
-    let nonce = csp.split("'nonce-").nth(1).and_then(|s| s.split('\'').next()).expect("nonce");
-    assert!(html.contains(&format!("nonce=\"{nonce}\"")), "script carries the CSP nonce");
+    assert!(
+        csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|s| s.split('\'').next())
+        .expect("nonce");
+    assert!(
+        html.contains(&format!("nonce=\"{nonce}\"")),
+        "script carries the CSP nonce"
+    );
 
     // Without the CSRF field the form is refused and nothing is created.
-    let refused = call(&server, "POST", "/tokens", Some(&cookie), &[FORM], b"name=Phone");
+    let refused = call(
+        &server,
+        "POST",
+        "/tokens",
+        Some(&cookie),
+        &[FORM],
+        b"name=Phone",
+    );
     assert_eq!(refused.status, 403);
     assert!(text(&refused).contains("Request refused"));
-    let wrong = call(&server, "POST", "/tokens", Some(&cookie), &[FORM], b"name=Phone&state=guess");
+    let wrong = call(
+        &server,
+        "POST",
+        "/tokens",
+        Some(&cookie),
+        &[FORM],
+        b"name=Phone&state=guess",
+    );
     assert_eq!(wrong.status, 403);
     assert!(text(&call(&server, "GET", "/", Some(&cookie), &[], b"")).contains("id=\"no-tokens\""));
 
     let body = format!("name=Phone+mail&expires=&state={csrf}");
-    let created = call(&server, "POST", "/tokens", Some(&cookie), &[FORM], body.as_bytes());
+    let created = call(
+        &server,
+        "POST",
+        "/tokens",
+        Some(&cookie),
+        &[FORM],
+        body.as_bytes(),
+    );
     assert_eq!(created.status, 200, "{}", text(&created));
     let html = text(&created);
     let password = element_text(&html, "new-password");
     let login = element_text(&html, "new-login");
     assert!(login.starts_with("alice#"), "{login}");
-    assert_eq!(get_auth(server.addr, "/auth", Some(&basic(&login, &password))).status, 200);
+    assert_eq!(
+        get_auth(server.addr, "/auth", Some(&basic(&login, &password))).status,
+        200
+    );
 
     // The list shows the token but never the password again.
     let list = text(&call(&server, "GET", "/", Some(&cookie), &[], b""));
     assert!(list.contains("Phone mail") && list.contains(&login));
     assert!(!list.contains(&password));
-    let id = list.split("data-id=\"").nth(1).and_then(|s| s.split('"').next()).expect("row id").to_string();
+    let id = list
+        .split("data-id=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("row id")
+        .to_string();
 
     let path = format!("/tokens/{id}/delete");
-    assert_eq!(call(&server, "POST", &path, Some(&cookie), &[FORM], b"").status, 403);
-    let deleted = call(&server, "POST", &path, Some(&cookie), &[FORM], format!("state={csrf}").as_bytes());
+    assert_eq!(
+        call(&server, "POST", &path, Some(&cookie), &[FORM], b"").status,
+        403
+    );
+    let deleted = call(
+        &server,
+        "POST",
+        &path,
+        Some(&cookie),
+        &[FORM],
+        format!("state={csrf}").as_bytes(),
+    );
     assert_eq!(deleted.status, 303);
-    assert_eq!(get_auth(server.addr, "/auth", Some(&basic(&login, &password))).status, 401);
+    assert_eq!(
+        get_auth(server.addr, "/auth", Some(&basic(&login, &password))).status,
+        401
+    );
 }
 
 #[test]
@@ -157,20 +222,52 @@ fn form_errors_keep_the_name_and_explain() {
     let (cookie, csrf) = sign_in(&db, &user("carol"), false);
     let far = (Utc::now() + TimeDelta::days(90)).date_naive();
     let body = format!("name=Laptop&expires={far}&state={csrf}");
-    let reply = call(&server, "POST", "/tokens", Some(&cookie), &[FORM], body.as_bytes());
+    let reply = call(
+        &server,
+        "POST",
+        "/tokens",
+        Some(&cookie),
+        &[FORM],
+        body.as_bytes(),
+    );
     assert_eq!(reply.status, 400);
     let html = text(&reply);
     assert!(html.contains("at most 30 days"), "{html}");
     assert!(html.contains("value=\"Laptop\""));
     let body = format!("name=Laptop&expires=31.12.2030&state={csrf}");
-    let reply = call(&server, "POST", "/tokens", Some(&cookie), &[FORM], body.as_bytes());
+    let reply = call(
+        &server,
+        "POST",
+        "/tokens",
+        Some(&cookie),
+        &[FORM],
+        body.as_bytes(),
+    );
     assert_eq!(reply.status, 400);
     assert!(text(&reply).contains("must be a date"));
     let body = format!("name=&state={csrf}");
-    assert_eq!(call(&server, "POST", "/tokens", Some(&cookie), &[FORM], body.as_bytes()).status, 400);
+    assert_eq!(
+        call(
+            &server,
+            "POST",
+            "/tokens",
+            Some(&cookie),
+            &[FORM],
+            body.as_bytes()
+        )
+        .status,
+        400
+    );
     // Markup in a name is shown as text.
     let body = format!("name=%3Cscript%3Ex%3C%2Fscript%3E&state={csrf}");
-    let reply = call(&server, "POST", "/tokens", Some(&cookie), &[FORM], body.as_bytes());
+    let reply = call(
+        &server,
+        "POST",
+        "/tokens",
+        Some(&cookie),
+        &[FORM],
+        body.as_bytes(),
+    );
     assert_eq!(reply.status, 200);
     assert!(text(&reply).contains("&#60;script&#62;") || text(&reply).contains("&lt;script&gt;"));
 }
@@ -183,40 +280,126 @@ fn json_api_needs_csrf_and_keeps_users_apart() {
     let (bob, bob_csrf) = sign_in(&db, &user("bob"), false);
     let (admin, admin_csrf) = sign_in(&db, &user("root"), true);
 
-    assert_eq!(call(&server, "GET", "/api/v1/tokens", None, &[], b"").status, 401);
-    let no_csrf = call(&server, "POST", "/api/v1/tokens", Some(&alice), &[JSON], br#"{"name":"x"}"#);
+    assert_eq!(
+        call(&server, "GET", "/api/v1/tokens", None, &[], b"").status,
+        401
+    );
+    let no_csrf = call(
+        &server,
+        "POST",
+        "/api/v1/tokens",
+        Some(&alice),
+        &[JSON],
+        br#"{"name":"x"}"#,
+    );
     assert_eq!(no_csrf.status, 403);
     assert_eq!(json(&no_csrf)["error"], "csrf");
     let bob_token = ("X-CSRF-Token", bob_csrf.as_str());
-    let crossed = call(&server, "POST", "/api/v1/tokens", Some(&alice), &[JSON, bob_token], br#"{"name":"x"}"#);
-    assert_eq!(crossed.status, 403, "another session's CSRF token is refused");
+    let crossed = call(
+        &server,
+        "POST",
+        "/api/v1/tokens",
+        Some(&alice),
+        &[JSON, bob_token],
+        br#"{"name":"x"}"#,
+    );
+    assert_eq!(
+        crossed.status, 403,
+        "another session's CSRF token is refused"
+    );
 
     let alice_token = ("X-CSRF-Token", alice_csrf.as_str());
-    let created = call(&server, "POST", "/api/v1/tokens", Some(&alice), &[JSON, alice_token], br#"{"name":"Tablet","expires":"2099-01-31"}"#);
+    let created = call(
+        &server,
+        "POST",
+        "/api/v1/tokens",
+        Some(&alice),
+        &[JSON, alice_token],
+        br#"{"name":"Tablet","expires":"2099-01-31"}"#,
+    );
     assert_eq!(created.status, 201, "{}", text(&created));
     let created = json(&created);
     assert_eq!(created["expires"], "2099-01-31T00:00:00Z");
     let id = created["id"].as_str().expect("id").to_string();
-    let (login, password) = (created["login"].as_str().expect("login"), created["password"].as_str().expect("pw"));
-    assert_eq!(get_auth(server.addr, "/auth", Some(&basic(login, password))).status, 200);
+    let (login, password) = (
+        created["login"].as_str().expect("login"),
+        created["password"].as_str().expect("pw"),
+    );
+    assert_eq!(
+        get_auth(server.addr, "/auth", Some(&basic(login, password))).status,
+        200
+    );
 
-    let mine = json(&call(&server, "GET", "/api/v1/tokens", Some(&alice), &[], b""));
+    let mine = json(&call(
+        &server,
+        "GET",
+        "/api/v1/tokens",
+        Some(&alice),
+        &[],
+        b"",
+    ));
     assert_eq!(mine["tokens"].as_array().expect("list").len(), 1);
-    assert!(mine.to_string().find(password).is_none(), "listing never returns a password");
-    let bobs = json(&call(&server, "GET", "/api/v1/tokens", Some(&bob), &[], b""));
+    assert!(
+        mine.to_string().find(password).is_none(),
+        "listing never returns a password"
+    );
+    let bobs = json(&call(
+        &server,
+        "GET",
+        "/api/v1/tokens",
+        Some(&bob),
+        &[],
+        b"",
+    ));
     assert_eq!(bobs["tokens"].as_array().expect("list").len(), 0);
-    assert_eq!(call(&server, "GET", "/api/v1/tokens?all=true", Some(&bob), &[], b"").status, 403);
-    let all = json(&call(&server, "GET", "/api/v1/tokens?all=true", Some(&admin), &[], b""));
+    assert_eq!(
+        call(
+            &server,
+            "GET",
+            "/api/v1/tokens?all=true",
+            Some(&bob),
+            &[],
+            b""
+        )
+        .status,
+        403
+    );
+    let all = json(&call(
+        &server,
+        "GET",
+        "/api/v1/tokens?all=true",
+        Some(&admin),
+        &[],
+        b"",
+    ));
     assert!(all.to_string().contains(&id));
 
     let path = format!("/api/v1/tokens/{id}");
-    assert_eq!(call(&server, "DELETE", &path, Some(&bob), &[bob_token], b"").status, 404);
-    assert_eq!(get_auth(server.addr, "/auth", Some(&basic(login, password))).status, 200);
+    assert_eq!(
+        call(&server, "DELETE", &path, Some(&bob), &[bob_token], b"").status,
+        404
+    );
+    assert_eq!(
+        get_auth(server.addr, "/auth", Some(&basic(login, password))).status,
+        200
+    );
     let admin_token = ("X-CSRF-Token", admin_csrf.as_str());
-    assert_eq!(call(&server, "DELETE", &path, Some(&admin), &[], b"").status, 403);
-    assert_eq!(call(&server, "DELETE", &path, Some(&admin), &[admin_token], b"").status, 204);
-    assert_eq!(get_auth(server.addr, "/auth", Some(&basic(login, password))).status, 401);
-    assert_eq!(call(&server, "DELETE", &path, Some(&admin), &[admin_token], b"").status, 404);
+    assert_eq!(
+        call(&server, "DELETE", &path, Some(&admin), &[], b"").status,
+        403
+    );
+    assert_eq!(
+        call(&server, "DELETE", &path, Some(&admin), &[admin_token], b"").status,
+        204
+    );
+    assert_eq!(
+        get_auth(server.addr, "/auth", Some(&basic(login, password))).status,
+        401
+    );
+    assert_eq!(
+        call(&server, "DELETE", &path, Some(&admin), &[admin_token], b"").status,
+        404
+    );
 }
 
 #[test]
@@ -224,30 +407,86 @@ fn python_form_api_answers_in_its_shapes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, db) = server(dir.path(), &[("DP_MAX_EXPIRATION_DAYS", "10")]);
     let (cookie, csrf) = sign_in(&db, &user("dora"), false);
-    assert_eq!(call(&server, "POST", "/api/tokens", Some(&cookie), &[FORM], b"name=Mail").status, 403);
+    assert_eq!(
+        call(
+            &server,
+            "POST",
+            "/api/tokens",
+            Some(&cookie),
+            &[FORM],
+            b"name=Mail"
+        )
+        .status,
+        403
+    );
     let body = format!("name=Mail&expire=2099-01-01&state={csrf}");
-    let reply = call(&server, "POST", "/api/tokens", Some(&cookie), &[FORM], body.as_bytes());
+    let reply = call(
+        &server,
+        "POST",
+        "/api/tokens",
+        Some(&cookie),
+        &[FORM],
+        body.as_bytes(),
+    );
     assert_eq!(reply.status, 200, "{}", text(&reply));
     let created = json(&reply);
     assert_eq!(created["status"], "ok");
     assert_eq!(created["name"], "Mail");
-    let (login, secret) = (created["login"].as_str().expect("login"), created["secret"].as_str().expect("secret"));
-    assert_eq!(get_auth(server.addr, "/auth", Some(&basic(login, secret))).status, 200);
+    let (login, secret) = (
+        created["login"].as_str().expect("login"),
+        created["secret"].as_str().expect("secret"),
+    );
+    assert_eq!(
+        get_auth(server.addr, "/auth", Some(&basic(login, secret))).status,
+        200
+    );
 
-    let list = json(&call(&server, "GET", "/api/tokens", Some(&cookie), &[], b""));
+    let list = json(&call(
+        &server,
+        "GET",
+        "/api/tokens",
+        Some(&cookie),
+        &[],
+        b"",
+    ));
     let first = &list[0];
     let limit = (Utc::now() + TimeDelta::days(10)).date_naive();
     let expected = limit.format("%a, %d %b %Y 00:00:00 GMT").to_string();
-    assert_eq!(first["expires"], expected.as_str(), "capped at the limit, written as Flask does");
+    assert_eq!(
+        first["expires"],
+        expected.as_str(),
+        "capped at the limit, written as Flask does"
+    );
     let id = first["id"].as_str().expect("id");
 
     let body = format!("id=not-a-uuid&state={csrf}");
-    assert_eq!(call(&server, "DELETE", "/api/tokens", Some(&cookie), &[FORM], body.as_bytes()).status, 400);
+    assert_eq!(
+        call(
+            &server,
+            "DELETE",
+            "/api/tokens",
+            Some(&cookie),
+            &[FORM],
+            body.as_bytes()
+        )
+        .status,
+        400
+    );
     let body = format!("id={id}&state={csrf}");
-    let deleted = json(&call(&server, "DELETE", "/api/tokens", Some(&cookie), &[FORM], body.as_bytes()));
+    let deleted = json(&call(
+        &server,
+        "DELETE",
+        "/api/tokens",
+        Some(&cookie),
+        &[FORM],
+        body.as_bytes(),
+    ));
     assert_eq!(deleted["id"], id);
     assert_eq!(deleted["name"], "Mail");
-    assert_eq!(get_auth(server.addr, "/auth", Some(&basic(login, secret))).status, 401);
+    assert_eq!(
+        get_auth(server.addr, "/auth", Some(&basic(login, secret))).status,
+        401
+    );
 }
 
 #[test]
@@ -256,23 +495,50 @@ fn sessions_end_by_logout_and_by_back_channel_records() {
     let (server, db) = server(dir.path(), &[]);
     let erin = user("erin");
     let (cookie, csrf) = sign_in(&db, &erin, false);
-    assert_eq!(json(&call(&server, "GET", "/api/ping", Some(&cookie), &[], b""))["pong"], true);
-    assert_eq!(call(&server, "POST", "/logout", Some(&cookie), &[FORM], b"").status, 403);
-    let out = call(&server, "POST", "/logout", Some(&cookie), &[FORM], format!("state={csrf}").as_bytes());
+    assert_eq!(
+        json(&call(&server, "GET", "/api/ping", Some(&cookie), &[], b""))["pong"],
+        true
+    );
+    assert_eq!(
+        call(&server, "POST", "/logout", Some(&cookie), &[FORM], b"").status,
+        403
+    );
+    let out = call(
+        &server,
+        "POST",
+        "/logout",
+        Some(&cookie),
+        &[FORM],
+        format!("state={csrf}").as_bytes(),
+    );
     assert_eq!(out.status, 303);
     assert!(out.header_str("set-cookie").contains("Max-Age=0"));
-    assert_eq!(json(&call(&server, "GET", "/api/ping", Some(&cookie), &[], b""))["pong"], false);
+    assert_eq!(
+        json(&call(&server, "GET", "/api/ping", Some(&cookie), &[], b""))["pong"],
+        false
+    );
 
     // A sid revoked by the provider (as the Python project records it)
     // ends a session on its next request.
     let (cookie, _) = sign_in(&db, &erin, false);
-    assert_eq!(json(&call(&server, "GET", "/api/ping", Some(&cookie), &[], b""))["pong"], true);
+    assert_eq!(
+        json(&call(&server, "GET", "/api/ping", Some(&cookie), &[], b""))["pong"],
+        true
+    );
     let url = DatabaseUrl::parse(&db).expect("url");
-    tokio::runtime::Runtime::new().expect("runtime").block_on(async {
-        let store = store::open(&url, &PoolOptions::default()).expect("store");
-        store.end_idp_session(Some("sid-sub-erin"), None).await.expect("end");
-    });
-    assert_eq!(json(&call(&server, "GET", "/api/ping", Some(&cookie), &[], b""))["pong"], false);
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let store = store::open(&url, &PoolOptions::default()).expect("store");
+            store
+                .end_idp_session(Some("sid-sub-erin"), None)
+                .await
+                .expect("end");
+        });
+    assert_eq!(
+        json(&call(&server, "GET", "/api/ping", Some(&cookie), &[], b""))["pong"],
+        false
+    );
 }
 
 #[test]
@@ -288,30 +554,120 @@ fn bad_requests_get_clear_answers() {
     let html = text(&page);
     assert!(html.contains("<h1>Sign-in unavailable</h1>"));
     assert!(html.contains(&page.header_str("x-request-id")));
-    assert_eq!(page.header_str("strict-transport-security"), "max-age=31536000");
+    assert_eq!(
+        page.header_str("strict-transport-security"),
+        "max-age=31536000"
+    );
     assert_eq!(call(&server, "GET", "/login", None, &[], b"").status, 503);
 
-    let garbage = call(&server, "GET", "/api/ping", None, &[("Cookie", "devicepass=%%%; ;;=")], b"");
+    let garbage = call(
+        &server,
+        "GET",
+        "/api/ping",
+        None,
+        &[("Cookie", "devicepass=%%%; ;;=")],
+        b"",
+    );
     assert_eq!(garbage.status, 200);
-    let bearer = call(&server, "GET", "/api/v1/tokens", None, &[("Authorization", "Bearer not.a.jwt")], b"");
+    let bearer = call(
+        &server,
+        "GET",
+        "/api/v1/tokens",
+        None,
+        &[("Authorization", "Bearer not.a.jwt")],
+        b"",
+    );
     assert!(matches!(bearer.status, 401 | 503), "{}", text(&bearer));
-    let basic_auth = call(&server, "GET", "/api/v1/tokens", None, &[("Authorization", "Basic eDp5")], b"");
+    let basic_auth = call(
+        &server,
+        "GET",
+        "/api/v1/tokens",
+        None,
+        &[("Authorization", "Basic eDp5")],
+        b"",
+    );
     assert_eq!(basic_auth.status, 401);
     let put = call(&server, "PUT", "/api/v1/tokens", Some(&cookie), &[], b"");
     assert_eq!(put.status, 405);
     assert_eq!(put.header_str("allow"), "GET, POST");
-    let form = call(&server, "POST", "/api/v1/tokens", Some(&cookie), &[FORM, csrf_header], b"name=x");
+    let form = call(
+        &server,
+        "POST",
+        "/api/v1/tokens",
+        Some(&cookie),
+        &[FORM, csrf_header],
+        b"name=x",
+    );
     assert_eq!(form.status, 415);
-    let bad = call(&server, "POST", "/api/v1/tokens", Some(&cookie), &[JSON, csrf_header], b"{\"name\":");
+    let bad = call(
+        &server,
+        "POST",
+        "/api/v1/tokens",
+        Some(&cookie),
+        &[JSON, csrf_header],
+        b"{\"name\":",
+    );
     assert_eq!(bad.status, 400);
-    assert!(json(&bad)["message"].as_str().expect("message").contains("name"));
+    assert!(
+        json(&bad)["message"]
+            .as_str()
+            .expect("message")
+            .contains("name")
+    );
     let big = vec![b'a'; 64 * 1024];
-    assert_eq!(call(&server, "POST", "/api/v1/tokens", Some(&cookie), &[JSON, csrf_header], &big).status, 413);
-    assert_eq!(call(&server, "DELETE", "/api/v1/tokens/nope", Some(&cookie), &[csrf_header], b"").status, 404);
-    assert_eq!(call(&server, "POST", "/tokens/nope/delete", Some(&cookie), &[FORM], b"").status, 404);
-    let back = call(&server, "POST", "/api/logout-backchannel", None, &[FORM], b"nothing=here");
+    assert_eq!(
+        call(
+            &server,
+            "POST",
+            "/api/v1/tokens",
+            Some(&cookie),
+            &[JSON, csrf_header],
+            &big
+        )
+        .status,
+        413
+    );
+    assert_eq!(
+        call(
+            &server,
+            "DELETE",
+            "/api/v1/tokens/nope",
+            Some(&cookie),
+            &[csrf_header],
+            b""
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        call(
+            &server,
+            "POST",
+            "/tokens/nope/delete",
+            Some(&cookie),
+            &[FORM],
+            b""
+        )
+        .status,
+        404
+    );
+    let back = call(
+        &server,
+        "POST",
+        "/api/logout-backchannel",
+        None,
+        &[FORM],
+        b"nothing=here",
+    );
     assert_eq!(back.status, 400);
-    let front = call(&server, "GET", "/api/logout-frontchannel?iss=https://evil.example&sid=x", None, &[], b"");
+    let front = call(
+        &server,
+        "GET",
+        "/api/logout-frontchannel?iss=https://evil.example&sid=x",
+        None,
+        &[],
+        b"",
+    );
     assert_eq!(front.status, 400);
     let log = server.log_text();
     for secret in [cookie.as_str(), csrf.as_str(), "not.a.jwt"] {
@@ -332,9 +688,17 @@ fn verification_only_mode_serves_no_sign_in() {
     assert_eq!(json(&api)["error"], "not_configured");
     let spec = json(&call(&server, "GET", "/api/openapi.json", None, &[], b""));
     assert_eq!(spec["openapi"], "3.1.0");
-    for path in ["/api/v1/tokens", "/api/v1/tokens/{id}", "/api/tokens", "/api/logout-backchannel"] {
+    for path in [
+        "/api/v1/tokens",
+        "/api/v1/tokens/{id}",
+        "/api/tokens",
+        "/api/logout-backchannel",
+    ] {
         assert!(spec["paths"][path].is_object(), "{path} documented");
     }
     let js = call(&server, "GET", "/static/app.js", None, &[], b"");
-    assert_eq!(js.header_str("content-type"), "text/javascript; charset=utf-8");
+    assert_eq!(
+        js.header_str("content-type"),
+        "text/javascript; charset=utf-8"
+    );
 }

@@ -132,7 +132,10 @@ fn conflicting_aliases_are_an_error() {
 }
 
 const OIDC: &[(&str, &str)] = &[
-    ("DP_OIDC_DISCOVERY_URL", "https://id.example.org/.well-known/openid-configuration"),
+    (
+        "DP_OIDC_DISCOVERY_URL",
+        "https://id.example.org/.well-known/openid-configuration",
+    ),
     ("DP_OIDC_CLIENT_ID", "devicepass"),
     ("DP_PUBLIC_URL", "https://devicepass.example.org/"),
 ];
@@ -174,7 +177,10 @@ fn python_oidc_settings_keep_their_meaning() {
     let oidc = config.oidc.expect("sign-in on");
     assert_eq!(oidc.public_url.as_str(), "https://devicepass.example.org/");
     assert_eq!(oidc.scope, ["openid", "email", "profile", "groups"]);
-    assert_eq!(oidc.claim_email_verified, None, "empty accepts unverified addresses");
+    assert_eq!(
+        oidc.claim_email_verified, None,
+        "empty accepts unverified addresses"
+    );
     assert_eq!(oidc.claim_username, "email");
     assert!(oidc.claims_from_profile);
     assert_eq!(oidc.required_claim.as_deref(), Some("hd"));
@@ -182,14 +188,20 @@ fn python_oidc_settings_keep_their_meaning() {
     assert_eq!(oidc.group_membership.as_deref(), Some("staff"));
     assert_eq!(oidc.group_claim, "groups");
     assert_eq!(oidc.api_audience, "devicepass", "defaults to the client id");
-    assert_eq!(oidc.client_secret.map(|s| s.expose().clone()).as_deref(), Some("s3cret"));
+    assert_eq!(
+        oidc.client_secret.map(|s| s.expose().clone()).as_deref(),
+        Some("s3cret")
+    );
     assert!(!config.ui.show_subject);
 }
 
 #[test]
 fn sign_in_settings_are_checked_together() {
     let errors = errors_of(&[("DP_OIDC_DISCOVERY_URL", "https://id.example.org/")]);
-    assert!(errors.iter().any(|e| e == "DP_OIDC_CLIENT_ID"), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e == "DP_OIDC_CLIENT_ID"),
+        "{errors:?}"
+    );
     assert!(errors.iter().any(|e| e == "DP_PUBLIC_URL"), "{errors:?}");
     for (name, bad) in [
         ("DP_OIDC_SCOPE", "email profile"),
@@ -212,6 +224,9 @@ fn secure_cookies_need_https_except_on_loopback() {
     assert_eq!(errors_of(&with(&plain)), ["DP_PUBLIC_URL"]);
     let local = [("DP_PUBLIC_URL", "http://127.0.0.1:8080")];
     assert!(load(&with(&local)).is_ok());
-    let opted_out = [("DP_PUBLIC_URL", "http://devicepass.lan"), ("DP_COOKIE_SECURE", "false")];
+    let opted_out = [
+        ("DP_PUBLIC_URL", "http://devicepass.lan"),
+        ("DP_COOKIE_SECURE", "false"),
+    ];
     assert!(load(&with(&opted_out)).is_ok());
 }
