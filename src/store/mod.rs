@@ -92,8 +92,11 @@ pub enum StoreError {
 ///
 /// The store keeps these rows opaque: `data` is JSON written and read by
 /// the web layer. `id` is a digest of the cookie value, never the cookie
-/// itself, so a database reader cannot take over a session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// itself, so a database reader cannot take over a session. Rows live in
+/// devicepass's own `dp_sessions` table, which the Python project ignores.
+///
+/// `Debug` shows neither `id` nor `data` (which holds tokens).
+#[derive(Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     /// Hex SHA-256 of the cookie value (64 characters).
     pub id: String,
@@ -105,6 +108,18 @@ pub struct SessionRecord {
     pub data: String,
     /// When the row stops being valid (UTC).
     pub expires: NaiveDateTime,
+}
+
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("id", &"<redacted>")
+            .field("sub", &self.sub)
+            .field("sid", &self.sid)
+            .field("data", &format_args!("<{} bytes>", self.data.len()))
+            .field("expires", &self.expires)
+            .finish()
+    }
 }
 
 /// What a token is selected by when it is deleted.
@@ -171,55 +186,45 @@ pub trait Store: Send + Sync {
     async fn record_uses(&self, uses: &[(Uuid, NaiveDateTime)]) -> Result<(), StoreError>;
 
     /// Write a session row, replacing one with the same id.
-    async fn put_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable) // TEMPORARY until every engine implements it
-    }
+    async fn put_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
 
-    /// The session with this id, unless it expired by `now`.
+    /// The session with this id, unless it expired by `now` (a row whose
+    /// `expires <= now` is never returned).
     async fn session(
         &self,
         id: &str,
         now: NaiveDateTime,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        Err(StoreError::Unavailable) // TEMPORARY until every engine implements it
-    }
+    ) -> Result<Option<SessionRecord>, StoreError>;
 
-    /// Delete the session and return it, unless it expired by `now`. Of
-    /// two concurrent calls for one id, at most one gets the row.
+    /// Delete the session and return it, unless it expired by `now` (an
+    /// expired row is left for [`Store::purge_sessions`]). Of concurrent
+    /// calls for one id, at most one gets the row.
     async fn take_session(
         &self,
         id: &str,
         now: NaiveDateTime,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        Err(StoreError::Unavailable) // TEMPORARY until every engine implements it
-    }
+    ) -> Result<Option<SessionRecord>, StoreError>;
 
     /// Delete one session; deleting a missing one is not an error.
-    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable) // TEMPORARY until every engine implements it
-    }
+    async fn delete_session(&self, id: &str) -> Result<(), StoreError>;
 
-    /// End an identity-provider session: record `sid` in `revoked` (once,
-    /// however often it is sent) and delete the sessions carrying it. With
-    /// only a `sub`, delete every session of that user. Returns how many
-    /// sessions were deleted.
+    /// End an identity-provider session, in one transaction. With a
+    /// `sid`: record it in `revoked` (once, however often it is sent) and
+    /// delete the sessions carrying it; `sub` is then not used. With only
+    /// a `sub`: delete every session of that user. With neither: nothing.
+    /// Returns how many sessions were deleted.
     async fn end_idp_session(
         &self,
         sid: Option<&str>,
         sub: Option<&str>,
-    ) -> Result<u64, StoreError> {
-        Err(StoreError::Unavailable) // TEMPORARY until every engine implements it
-    }
+    ) -> Result<u64, StoreError>;
 
     /// Whether `sid` is in `revoked` (the Python project writes it too).
-    async fn is_revoked(&self, sid: &str) -> Result<bool, StoreError> {
-        Err(StoreError::Unavailable) // TEMPORARY until every engine implements it
-    }
+    async fn is_revoked(&self, sid: &str) -> Result<bool, StoreError>;
 
-    /// Delete sessions that expired by `now`; returns how many.
-    async fn purge_sessions(&self, now: NaiveDateTime) -> Result<u64, StoreError> {
-        Err(StoreError::Unavailable) // TEMPORARY until every engine implements it
-    }
+    /// Delete the sessions that expired by `now` (`expires <= now`);
+    /// returns how many.
+    async fn purge_sessions(&self, now: NaiveDateTime) -> Result<u64, StoreError>;
 }
 
 /// Connection pool settings for the server databases.

@@ -11,6 +11,10 @@
 //! Connections are made on first use, so the store opens while the server
 //! is down. A connection whose state is unknown after an error (or after a
 //! cancelled call) is closed, not reused; the next call makes a new one.
+//!
+//! Browser sessions are in the [`sessions`] submodule.
+
+mod sessions;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -26,8 +30,8 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 use uuid::Uuid;
 
 use super::{
-    Candidate, NewToken, PoolOptions, ServerUrl, Store, StoreError, Token, TokenInfo, TokenRef,
-    User,
+    Candidate, NewToken, PoolOptions, ServerUrl, SessionRecord, Store, StoreError, Token,
+    TokenInfo, TokenRef, User,
 };
 use crate::secret::Secret;
 
@@ -153,18 +157,29 @@ CREATE TABLE sessions (
 /// Schema versions in order, each a list of statements sent one by one
 /// (so a later statement may use what an earlier one created). Additive
 /// changes only: append a version, never edit an applied one.
-const MIGRATIONS: &[(i32, &[&str])] = &[(
-    1,
-    &[
-        CREATE_USERS,
-        CREATE_TOKENS,
-        CREATE_TOKENS_SUB_INDEX,
-        CREATE_LOGS,
-        CREATE_LOGS_INDEX,
-        CREATE_REVOKED,
-        CREATE_SESSIONS,
-    ],
-)];
+const MIGRATIONS: &[(i32, &[&str])] = &[
+    (
+        1,
+        &[
+            CREATE_USERS,
+            CREATE_TOKENS,
+            CREATE_TOKENS_SUB_INDEX,
+            CREATE_LOGS,
+            CREATE_LOGS_INDEX,
+            CREATE_REVOKED,
+            CREATE_SESSIONS,
+        ],
+    ),
+    (
+        2,
+        &[
+            sessions::CREATE_SESSIONS,
+            sessions::CREATE_SUB_INDEX,
+            sessions::CREATE_SID_INDEX,
+            sessions::CREATE_EXPIRES_INDEX,
+        ],
+    ),
+];
 
 /// Unique constraints, and the value a violation means is taken.
 const UNIQUE_KEYS: [(&str, &str); 5] = [
@@ -868,6 +883,46 @@ impl Store for MssqlStore {
         let mut lease = self.pool.get().await?;
         let result = write_uses(&mut lease.conn, uses).await;
         self.finish(lease, "record_uses", result).await
+    }
+
+    async fn put_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        sessions::put(self, session).await
+    }
+
+    async fn session(
+        &self,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        sessions::find(self, id, now).await
+    }
+
+    async fn take_session(
+        &self,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        sessions::take(self, id, now).await
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        sessions::delete(self, id).await
+    }
+
+    async fn end_idp_session(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        sessions::end_idp(self, sid, sub).await
+    }
+
+    async fn is_revoked(&self, sid: &str) -> Result<bool, StoreError> {
+        sessions::is_revoked(self, sid).await
+    }
+
+    async fn purge_sessions(&self, now: NaiveDateTime) -> Result<u64, StoreError> {
+        sessions::purge(self, now).await
     }
 }
 

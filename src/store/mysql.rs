@@ -31,6 +31,8 @@
 //! name" flag with rustls (blackbeam/mysql_async#404, fixed upstream but
 //! not yet released), so `VERIFY_CA` checks the host name too for now:
 //! stricter, never weaker.
+//!
+//! Browser sessions are in the [`sessions`] submodule.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -47,8 +49,8 @@ use mysql_async::{
 use uuid::Uuid;
 
 use super::{
-    Candidate, NewToken, PoolOptions, ServerUrl, Store, StoreError, Token, TokenInfo, TokenRef,
-    User,
+    Candidate, NewToken, PoolOptions, ServerUrl, SessionRecord, Store, StoreError, Token,
+    TokenInfo, TokenRef, User,
 };
 use crate::secret::Secret;
 
@@ -64,8 +66,9 @@ const SESSION_SETUP: &str =
 /// How long a connection beyond the first may stay idle in the pool.
 const IDLE_TTL: Duration = Duration::from_secs(300);
 
-/// The schema version this build creates, recorded in `devicepass_schema`.
-const SCHEMA_VERSION: u32 = 1;
+/// The schema version this build creates, recorded in `devicepass_schema`
+/// (one row per version): 1 the upstream tables, 2 `dp_sessions`.
+const SCHEMA_VERSION: u32 = 2;
 
 /// The revision the Python project's alembic migrations end at; written
 /// into `alembic_version` so that project sees an up-to-date schema.
@@ -101,7 +104,7 @@ const ACTIVE: &str = "(t.expires IS NULL OR t.expires > ?)";
 
 /// The columns the queries use, checked after migrating, so that tables
 /// of the same names made by something else are not used blindly.
-const REQUIRED_COLUMNS: [(&str, &str); 13] = [
+const REQUIRED_COLUMNS: [(&str, &str); 18] = [
     ("users", "sub"),
     ("users", "username"),
     ("users", "email"),
@@ -115,6 +118,11 @@ const REQUIRED_COLUMNS: [(&str, &str); 13] = [
     ("logs", "date"),
     ("logs", "tokenId"),
     ("revoked", "sid"),
+    ("dp_sessions", "id"),
+    ("dp_sessions", "sub"),
+    ("dp_sessions", "sid"),
+    ("dp_sessions", "data"),
+    ("dp_sessions", "expires"),
 ];
 
 /// MySQL or MariaDB behind a connection pool.
@@ -449,11 +457,22 @@ fn read_user(mut row: Row) -> Result<User, StoreError> {
     })
 }
 
-/// The tables, devicepass's own design of the upstream ones. `collation`
-/// is one of [`BINARY_COLLATIONS`], never user input.
+/// How a text column is declared. `collation` is one of
+/// [`BINARY_COLLATIONS`], never user input.
+fn text_type(collation: &str) -> String {
+    format!("CHARACTER SET utf8mb4 COLLATE {collation}")
+}
+
+/// The options every table is created with.
+fn table_options(collation: &str) -> String {
+    format!("ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}")
+}
+
+/// The tables of schema version 1, devicepass's own design of the
+/// upstream ones.
 fn schema(collation: &str) -> [String; 6] {
-    let text = format!("CHARACTER SET utf8mb4 COLLATE {collation}");
-    let table = format!("ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}");
+    let text = text_type(collation);
+    let table = table_options(collation);
     // UUIDs are hex: ASCII keeps the id indexes at 32 bytes per entry.
     let uuid = "CHAR(32) CHARACTER SET ascii COLLATE ascii_bin";
     [
@@ -533,17 +552,26 @@ async fn migrate_locked(conn: &mut Conn) -> Result<(), StoreError> {
         .query_first("SELECT MAX(version) FROM devicepass_schema")
         .await
         .map_err(db_error)?;
-    if current.flatten().unwrap_or(0) < SCHEMA_VERSION {
+    let current = current.flatten().unwrap_or(0);
+    if current < SCHEMA_VERSION {
         check_columns(conn, true).await?;
-        create_schema(conn).await?;
+        let collation = binary_collation(conn).await?;
+        if current < 1 {
+            create_schema(conn, collation).await?;
+        }
+        if current < 2 {
+            conn.query_drop(sessions::schema(collation))
+                .await
+                .map_err(db_error)?;
+            record_version(conn, 2, collation).await?;
+        }
     }
     check_columns(conn, false).await
 }
 
 /// Create the tables (safe after a half-finished earlier try: each is
-/// `IF NOT EXISTS`), then record the versions.
-async fn create_schema(conn: &mut Conn) -> Result<(), StoreError> {
-    let collation = binary_collation(conn).await?;
+/// `IF NOT EXISTS`), then record version 1.
+async fn create_schema(conn: &mut Conn, collation: &str) -> Result<(), StoreError> {
     for statement in schema(collation) {
         conn.query_drop(statement).await.map_err(db_error)?;
     }
@@ -554,13 +582,17 @@ async fn create_schema(conn: &mut Conn) -> Result<(), StoreError> {
     )
     .await
     .map_err(db_error)?;
+    record_version(conn, 1, collation).await
+}
+
+async fn record_version(conn: &mut Conn, version: u32, collation: &str) -> Result<(), StoreError> {
     conn.exec_drop(
         "INSERT INTO devicepass_schema (version, applied) VALUES (?, UTC_TIMESTAMP(6))",
-        (SCHEMA_VERSION,),
+        (version,),
     )
     .await
     .map_err(db_error)?;
-    tracing::info!(version = SCHEMA_VERSION, collation, "mysql schema created");
+    tracing::info!(version, collation, "mysql schema migrated");
     Ok(())
 }
 
@@ -877,7 +909,50 @@ impl Store for MysqlStore {
         let mut conn = self.conn().await?;
         retrying!(record_once(&mut conn, &uses)).map_err(db_error)
     }
+
+    async fn put_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        sessions::put(self, session).await
+    }
+
+    async fn session(
+        &self,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        sessions::find(self, id, now).await
+    }
+
+    async fn take_session(
+        &self,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        sessions::take(self, id, now).await
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        sessions::delete(self, id).await
+    }
+
+    async fn end_idp_session(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        sessions::end_idp(self, sid, sub).await
+    }
+
+    async fn is_revoked(&self, sid: &str) -> Result<bool, StoreError> {
+        sessions::is_revoked(self, sid).await
+    }
+
+    async fn purge_sessions(&self, now: NaiveDateTime) -> Result<u64, StoreError> {
+        sessions::purge(self, now).await
+    }
 }
+
+// After `retrying!`, which it uses.
+mod sessions;
 
 #[cfg(test)]
 mod tests;

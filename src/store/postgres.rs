@@ -7,7 +7,10 @@
 //! every checkout is verified with an empty query, so connections killed
 //! by a database restart are replaced without restarting the service.
 //!
-//! TLS follows libpq's `sslmode` (see [`TlsMode`]) using rustls.
+//! TLS follows libpq's `sslmode` (see [`TlsMode`]) using rustls. Browser
+//! sessions are in the [`sessions`] submodule.
+
+mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +34,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
 use super::{
-    Candidate, NewToken, PoolOptions, ServerUrl, Store, StoreError, Token, TokenInfo, TokenRef,
-    User,
+    Candidate, NewToken, PoolOptions, ServerUrl, SessionRecord, Store, StoreError, Token,
+    TokenInfo, TokenRef, User,
 };
 use crate::secret::Secret;
 
@@ -98,7 +101,8 @@ CREATE TABLE logs (
 );
 "#;
 
-/// devicepass's own additions: indexes only, so the old project still runs.
+/// devicepass's own indexes on upstream tables (its own table is in
+/// [`sessions::SCHEMA`]); nothing the old project would trip over.
 const ADDITIONS: &str = r#"
 CREATE INDEX IF NOT EXISTS ix_devicepass_tokens_sub ON tokens (sub);
 CREATE INDEX IF NOT EXISTS ix_devicepass_logs_token ON logs ("tokenId", date);
@@ -580,8 +584,8 @@ fn read_all<T>(
 // ----------------------------------------------------------- migrate ---
 
 /// Create the upstream schema in an empty database, or check an existing
-/// one, then add devicepass's indexes — all under an advisory lock, so a
-/// second replica waits and then finds the work done.
+/// one, then add devicepass's indexes and table — all under an advisory
+/// lock, so a second replica waits and then finds the work done.
 async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(db_error)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -606,6 +610,7 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), StoreErro
         return Err(StoreError::Corrupt("schema"));
     }
     tx.batch_execute(ADDITIONS).await.map_err(db_error)?;
+    tx.batch_execute(sessions::SCHEMA).await.map_err(db_error)?;
     tx.commit().await.map_err(db_error)
 }
 
@@ -747,6 +752,46 @@ impl Store for PostgresStore {
         let (ids, dates): (Vec<Uuid>, Vec<NaiveDateTime>) = uses.iter().copied().unzip();
         // One statement is one transaction: all rows or none.
         self.execute(RECORD_USES, &[&ids, &dates]).await.map(drop)
+    }
+
+    async fn put_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        sessions::put(self, session).await
+    }
+
+    async fn session(
+        &self,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        sessions::find(self, id, now).await
+    }
+
+    async fn take_session(
+        &self,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        sessions::take(self, id, now).await
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        sessions::delete(self, id).await
+    }
+
+    async fn end_idp_session(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        sessions::end_idp(self, sid, sub).await
+    }
+
+    async fn is_revoked(&self, sid: &str) -> Result<bool, StoreError> {
+        sessions::is_revoked(self, sid).await
+    }
+
+    async fn purge_sessions(&self, now: NaiveDateTime) -> Result<u64, StoreError> {
+        sessions::purge(self, now).await
     }
 }
 

@@ -4,7 +4,10 @@
 //! 32 lower-case hex digits without dashes, datetimes as text
 //! `YYYY-MM-DD HH:MM:SS.ffffff` in UTC. The database runs in WAL mode, so
 //! readers on the small connection pool never block each other; each
-//! query runs on tokio's blocking threads, never on the reactor.
+//! query runs on tokio's blocking threads, never on the reactor. Browser
+//! sessions are in the [`sessions`] submodule.
+
+mod sessions;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -16,7 +19,9 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use super::{Candidate, NewToken, Store, StoreError, Token, TokenInfo, TokenRef, User};
+use super::{
+    Candidate, NewToken, SessionRecord, Store, StoreError, Token, TokenInfo, TokenRef, User,
+};
 use crate::secret::Secret;
 
 /// How long a writer waits for another writer's lock before giving up.
@@ -72,7 +77,8 @@ CREATE TABLE logs (
 );
 "#;
 
-/// devicepass's own additions: indexes only, so the old project still runs.
+/// devicepass's own indexes on upstream tables (its own table is in
+/// [`sessions::SCHEMA`]); nothing the old project would trip over.
 const ADDITIONS: &str = r#"
 CREATE INDEX IF NOT EXISTS ix_devicepass_tokens_sub ON tokens (sub);
 CREATE INDEX IF NOT EXISTS ix_devicepass_logs_token ON logs ("tokenId", date);
@@ -334,6 +340,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .map_err(db_error)?;
     }
     tx.execute_batch(ADDITIONS).map_err(db_error)?;
+    tx.execute_batch(sessions::SCHEMA).map_err(db_error)?;
     tx.commit().map_err(db_error)
 }
 
@@ -561,5 +568,45 @@ impl Store for SqliteStore {
             tx.commit().map_err(db_error)
         })
         .await
+    }
+
+    async fn put_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        sessions::put(self, session).await
+    }
+
+    async fn session(
+        &self,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        sessions::find(self, id, now).await
+    }
+
+    async fn take_session(
+        &self,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        sessions::take(self, id, now).await
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        sessions::delete(self, id).await
+    }
+
+    async fn end_idp_session(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        sessions::end_idp(self, sid, sub).await
+    }
+
+    async fn is_revoked(&self, sid: &str) -> Result<bool, StoreError> {
+        sessions::is_revoked(self, sid).await
+    }
+
+    async fn purge_sessions(&self, now: NaiveDateTime) -> Result<u64, StoreError> {
+        sessions::purge(self, now).await
     }
 }

@@ -1,5 +1,8 @@
 //! One conformance suite for every store: the same test functions run on
 //! SQLite, PostgreSQL, MariaDB (and SQL Server when a URL is given).
+//! Browser sessions have their part in [`sessions`].
+
+mod sessions;
 
 use std::sync::Arc;
 
@@ -13,6 +16,11 @@ use devicepass::tokens::TokenMaker;
 use uuid::Uuid;
 
 use crate::engines::{Engine, fresh};
+use sessions::{
+    idp_logout_by_sid_revokes_once, idp_logout_by_sub_ends_every_session_of_the_user,
+    sessions_are_deleted, sessions_expire_at_their_time, sessions_round_trip_and_replace,
+    take_session_hands_a_row_out_once,
+};
 
 /// Generates one `#[tokio::test]` per engine for each suite function.
 macro_rules! conformance {
@@ -33,6 +41,12 @@ conformance!(
     non_ascii_round_trips,
     uses_are_written_in_batches,
     migrations_are_idempotent_and_concurrent,
+    sessions_round_trip_and_replace,
+    sessions_expire_at_their_time,
+    take_session_hands_a_row_out_once,
+    sessions_are_deleted,
+    idp_logout_by_sid_revokes_once,
+    idp_logout_by_sub_ends_every_session_of_the_user,
 );
 
 /// What each suite function gets: a fresh migrated store and its URL.

@@ -143,8 +143,25 @@ pub async fn create_mysql(admin: &str) -> String {
 }
 
 async fn create_mssql(admin: &str) -> String {
+    let mut client = connect_mssql(admin).await;
+    let name = unique_name();
+    // A plain batch: CREATE DATABASE cannot run inside a transaction.
+    client
+        .simple_query(format!("CREATE DATABASE [{name}]"))
+        .await
+        .expect("create database")
+        .into_results()
+        .await
+        .expect("database created");
+    let _ = client.close().await;
+    with_database(admin, &name)
+}
+
+type MssqlClient = tiberius::Client<tokio_util::compat::Compat<tokio::net::TcpStream>>;
+
+async fn connect_mssql(url: &str) -> MssqlClient {
     use tokio_util::compat::TokioAsyncWriteCompatExt;
-    let parsed = DatabaseUrl::parse(admin).expect("DEVICEPASS_TEST_MSSQL_URL parses");
+    let parsed = DatabaseUrl::parse(url).expect("DEVICEPASS_TEST_MSSQL_URL parses");
     let store::Engine::Mssql(server) = parsed.engine() else {
         panic!("DEVICEPASS_TEST_MSSQL_URL is not an mssql:// URL");
     };
@@ -173,18 +190,49 @@ async fn create_mssql(admin: &str) -> String {
         .await
         .expect("connect to the test SQL Server");
     tcp.set_nodelay(true).expect("nodelay");
-    let mut client = tiberius::Client::connect(config, tcp.compat_write())
+    tiberius::Client::connect(config, tcp.compat_write())
         .await
-        .expect("log in to the test SQL Server");
-    let name = unique_name();
-    // A plain batch: CREATE DATABASE cannot run inside a transaction.
-    client
-        .simple_query(format!("CREATE DATABASE [{name}]"))
-        .await
-        .expect("create database")
-        .into_results()
-        .await
-        .expect("database created");
-    let _ = client.close().await;
-    with_database(admin, &name)
+        .expect("log in to the test SQL Server")
+}
+
+/// The integer `sql` answers (a `COUNT(*)`, say), asked with the engine's
+/// own driver rather than through the store under test.
+pub async fn count(url: &str, sql: &str) -> i64 {
+    let parsed = DatabaseUrl::parse(url).expect("test URL parses");
+    match parsed.engine() {
+        store::Engine::Sqlite(path) => {
+            let path = path.as_ref().expect("a file database");
+            let conn = rusqlite::Connection::open(path).expect("open");
+            conn.query_row(sql, [], |r| r.get(0)).expect(sql)
+        }
+        store::Engine::Postgres(_) => {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .expect("connect to the test PostgreSQL");
+            tokio::spawn(conn);
+            client.query_one(sql, &[]).await.expect(sql).get(0)
+        }
+        store::Engine::Mysql(_) => {
+            use mysql_async::prelude::Queryable;
+            let mut conn = mysql_async::Conn::from_url(url)
+                .await
+                .expect("connect to the test MariaDB");
+            let value: Option<i64> = conn.query_first(sql).await.expect(sql);
+            let _ = conn.disconnect().await;
+            value.expect("a row")
+        }
+        store::Engine::Mssql(_) => {
+            let mut client = connect_mssql(url).await;
+            let row = client
+                .simple_query(sql)
+                .await
+                .expect(sql)
+                .into_row()
+                .await
+                .expect(sql)
+                .expect("a row");
+            let value: Option<i32> = row.try_get(0).expect("an INT");
+            i64::from(value.expect("not NULL"))
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{NaiveDateTime, SubsecRound, TimeDelta, Utc};
 use devicepass::store::{self, DatabaseUrl, NewToken, PoolOptions, Store, StoreError};
-use devicepass::store::{TokenRef, User};
+use devicepass::store::{SessionRecord, TokenRef, User};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use uuid::Uuid;
@@ -134,7 +134,13 @@ async fn schema_is_utf8mb4_binary_with_microsecond_datetimes() {
     }
     assert_eq!(column("tokens.name")[2], "utf8mb4");
     assert_eq!(column("tokens.token")[2], "utf8mb4");
-    for name in ["tokens.expires", "logs.date", "sessions.expiry"] {
+    let datetimes = [
+        "tokens.expires",
+        "logs.date",
+        "sessions.expiry",
+        "dp_sessions.expires",
+    ];
+    for name in datetimes {
         assert_eq!(column(name)[1], "datetime(6)", "{name}");
     }
     for name in ["tokens.id", "logs.tokenId"] {
@@ -146,6 +152,9 @@ async fn schema_is_utf8mb4_binary_with_microsecond_datetimes() {
     }
     assert_eq!(column("users.username")[1], "varchar(255)");
     assert_eq!(column("tokens.login")[1], "varchar(300)");
+    assert_eq!(column("dp_sessions.id")[1], "varchar(64)");
+    assert_eq!(column("dp_sessions.sid")[1..3], ["varchar(255)", "utf8mb4"]);
+    assert_eq!(column("dp_sessions.data")[1..3], ["longtext", "utf8mb4"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -203,6 +212,10 @@ async fn schema_has_unique_keys_lookup_indexes_and_foreign_keys() {
         ["logs", "ix_devicepass_logs_token", "1", "tokenId,date"],
         ["revoked", "PRIMARY", "0", "sid"],
         ["sessions", "session_id_unique", "0", "session_id"],
+        ["dp_sessions", "PRIMARY", "0", "id"],
+        ["dp_sessions", "ix_dp_sessions_sub", "1", "sub"],
+        ["dp_sessions", "ix_dp_sessions_sid", "1", "sid"],
+        ["dp_sessions", "ix_dp_sessions_expires", "1", "expires"],
     ];
     for index in expected {
         let index: Vec<String> = index.iter().map(|s| s.to_string()).collect();
@@ -225,7 +238,7 @@ async fn schema_has_unique_keys_lookup_indexes_and_foreign_keys() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn migrating_twice_and_concurrently_leaves_one_version_row() {
+async fn migrating_twice_and_concurrently_records_each_version_once() {
     let Some(admin) = Engine::Mysql.admin_url() else {
         return;
     };
@@ -241,8 +254,9 @@ async fn migrating_twice_and_concurrently_leaves_one_version_row() {
     b.expect("replica two, again");
 
     let mut conn = connect(&url).await;
-    let versions = texts(&mut conn, "SELECT version FROM devicepass_schema").await;
-    assert_eq!(versions, vec![vec!["1".to_string()]]);
+    let sql = "SELECT version FROM devicepass_schema ORDER BY version";
+    let versions = texts(&mut conn, sql).await;
+    assert_eq!(versions, vec![vec!["1".to_string()], vec!["2".to_string()]]);
     let alembic = texts(&mut conn, "SELECT version_num FROM alembic_version").await;
     assert_eq!(
         alembic,
@@ -255,6 +269,50 @@ async fn migrating_twice_and_concurrently_leaves_one_version_row() {
     )
     .await;
     assert_eq!(locks, 0, "the migration lock is released");
+}
+
+/// A database the previous build made (schema version 1, no sessions
+/// table) gains `dp_sessions` and keeps its rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_1_database_gains_the_sessions_table() {
+    let Some(db) = fresh_mysql().await else {
+        return;
+    };
+    let owner = user("sub-jo", "jo", "jo@example.org");
+    db.store.upsert_user(&owner).await.expect("user");
+    db.store
+        .insert_token(&new_token(&owner, "jo#001"))
+        .await
+        .expect("token");
+    let mut conn = connect(&db.url).await;
+    for sql in [
+        "DROP TABLE dp_sessions",
+        "DELETE FROM devicepass_schema WHERE version = 2",
+    ] {
+        conn.query_drop(sql).await.expect("back to version 1");
+    }
+
+    let (one, two) = (open_store(&db.url), open_store(&db.url));
+    let (a, b) = tokio::join!(one.migrate(), two.migrate());
+    a.expect("replica one");
+    b.expect("replica two");
+    let sql = "SELECT version FROM devicepass_schema ORDER BY version";
+    let versions = texts(&mut conn, sql).await;
+    assert_eq!(versions, vec![vec!["1".to_string()], vec!["2".to_string()]]);
+    let found = one.candidate_by_login("jo#001", now()).await.expect("q");
+    assert!(found.is_some(), "rows kept");
+    let session = SessionRecord {
+        id: "cd".repeat(32),
+        sub: Some(owner.sub.clone()),
+        sid: None,
+        data: "{}".into(),
+        expires: now() + TimeDelta::hours(1),
+    };
+    one.put_session(&session)
+        .await
+        .expect("the new table works");
+    let taken = two.take_session(&session.id, now()).await.expect("take");
+    assert_eq!(taken, Some(session));
 }
 
 #[tokio::test(flavor = "multi_thread")]

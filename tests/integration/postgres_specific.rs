@@ -1,18 +1,38 @@
 //! PostgreSQL-only checks: a database the Python project created is used
-//! as it is, a database devicepass creates is one the Python project can
+//! as it is (devicepass only adds indexes and its own `dp_sessions`
+//! table), a database devicepass creates is one the Python project can
 //! use, and the pool survives the server dropping its connections.
 
 use std::sync::Arc;
 
 use chrono::{NaiveDate, NaiveDateTime};
-use devicepass::store::{self, DatabaseUrl, PoolOptions, Store, StoreError, TokenRef};
+use devicepass::store::{
+    self, DatabaseUrl, PoolOptions, SessionRecord, Store, StoreError, TokenRef,
+};
 use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
 use crate::engines::{Engine, UPSTREAM_TABLES as TABLES, create_postgres};
 use crate::support::fixture;
 
-const DEVICEPASS_INDEXES: [&str; 2] = ["ix_devicepass_logs_token", "ix_devicepass_tokens_sub"];
+/// What devicepass adds beside the upstream schema, in name order.
+const DEVICEPASS_INDEXES: [&str; 6] = [
+    "dp_sessions_pkey",
+    "ix_devicepass_logs_token",
+    "ix_devicepass_tokens_sub",
+    "ix_dp_sessions_expires",
+    "ix_dp_sessions_sid",
+    "ix_dp_sessions_sub",
+];
+
+/// devicepass's own table, as `schema` shows its columns.
+const SESSIONS_COLUMNS: [&str; 5] = [
+    "column|dp_sessions|1|id|character varying|varchar|64|NO",
+    "column|dp_sessions|2|sub|character varying|varchar|YES",
+    "column|dp_sessions|3|sid|character varying|varchar|YES",
+    "column|dp_sessions|4|data|text|text|NO",
+    "column|dp_sessions|5|expires|timestamp without time zone|timestamp|6|NO",
+];
 
 const ALICE_1: &str = "6f1c1d36-3b8a-4f49-9d47-0c1a0f7e5a01";
 const ALICE_2: &str = "6f1c1d36-3b8a-4f49-9d47-0c1a0f7e5a02";
@@ -108,8 +128,9 @@ async fn dump(client: &Client) -> Vec<String> {
     out
 }
 
-/// Tables, columns, types, defaults and constraints of the public schema.
-async fn schema(client: &Client) -> Vec<String> {
+/// Tables, columns, types, defaults and constraints of the public schema:
+/// the upstream tables only, or devicepass's own too with `all`.
+async fn schema(client: &Client, all: bool) -> Vec<String> {
     let columns = "SELECT concat_ws('|', 'column', table_name, ordinal_position, column_name, \
          data_type, udt_name, character_maximum_length, datetime_precision, is_nullable, \
          column_default) FROM information_schema.columns WHERE table_schema = 'public' \
@@ -129,6 +150,8 @@ async fn schema(client: &Client) -> Vec<String> {
     let mut out = strings(client, columns).await;
     out.extend(strings(client, constraints).await);
     out.extend(strings(client, definitions).await);
+    // Each line is `kind|table|…`.
+    out.retain(|line| all || TABLES.iter().any(|t| line.split('|').nth(1) == Some(t)));
     out
 }
 
@@ -158,7 +181,7 @@ async fn python_database_is_used_without_change() {
         .batch_execute(PYTHON_ROWS)
         .await
         .expect("python rows");
-    let (rows_before, schema_before) = (dump(&client).await, schema(&client).await);
+    let (rows_before, schema_before) = (dump(&client).await, schema(&client, true).await);
     let indexes_before = indexes(&client).await;
 
     let s = open_store(&url);
@@ -171,9 +194,20 @@ async fn python_database_is_used_without_change() {
         "stored rows are untouched"
     );
     assert_eq!(
-        schema(&client).await,
+        schema(&client, false).await,
         schema_before,
-        "tables and constraints unchanged"
+        "upstream tables and constraints unchanged"
+    );
+    let mut added = schema(&client, true).await;
+    added.retain(|line| !schema_before.contains(line));
+    assert!(
+        added.iter().all(|line| line.contains("|dp_sessions|")),
+        "only devicepass's table is added: {added:#?}"
+    );
+    assert!(
+        SESSIONS_COLUMNS
+            .iter()
+            .all(|c| added.contains(&c.to_string()))
     );
     let mut added = indexes(&client).await;
     added.retain(|i| !indexes_before.contains(i));
@@ -185,6 +219,7 @@ async fn python_database_is_used_without_change() {
         added, DEVICEPASS_INDEXES,
         "only devicepass's indexes are added"
     );
+    python_rows_meet_sessions(&client, &s).await;
 
     let now = at(2030, 1, 1, 0, 0, 0, 0);
     let c = s
@@ -261,6 +296,30 @@ async fn python_database_is_used_without_change() {
     );
 }
 
+/// The Python project's `revoked` rows count for devicepass, and what
+/// devicepass revokes is a plain row in that table; the Python project's
+/// own `sessions` table is left alone.
+async fn python_rows_meet_sessions(client: &Client, s: &Arc<dyn Store>) {
+    assert!(s.is_revoked("a-revoked-session").await.expect("q"));
+    let session = SessionRecord {
+        id: "ab".repeat(32),
+        sub: Some("sub-alice".into()),
+        sid: Some("idp-sid-1".into()),
+        data: "{}".into(),
+        expires: at(2030, 1, 1, 8, 0, 0, 0),
+    };
+    s.put_session(&session).await.expect("put");
+    let ended = s.end_idp_session(Some("idp-sid-1"), None).await;
+    assert_eq!(ended.expect("end"), 1);
+    let sql = "SELECT sid FROM revoked ORDER BY sid";
+    assert_eq!(
+        strings(client, sql).await,
+        ["a-revoked-session", "idp-sid-1"]
+    );
+    let sql = "SELECT session_id FROM sessions";
+    assert_eq!(strings(client, sql).await, ["session-1"]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn new_database_gets_the_python_schema() {
     let Some(admin) = Engine::Postgres.admin_url() else {
@@ -271,21 +330,32 @@ async fn new_database_gets_the_python_schema() {
     open_store(&ours_url).migrate().await.expect("migrate");
     let ours = connect(&ours_url).await;
 
-    let expected = schema(&upstream).await;
+    let expected = schema(&upstream, true).await;
     assert!(
         expected
             .iter()
             .any(|l| l.contains("|login_unique|UNIQUE|login")),
         "{expected:#?}"
     );
-    assert_eq!(schema(&ours).await, expected);
+    assert_eq!(schema(&ours, false).await, expected);
+    let mut own = schema(&ours, true).await;
+    own.retain(|line| !expected.contains(line));
+    assert!(
+        own.iter().all(|line| line.contains("|dp_sessions|")),
+        "{own:#?}"
+    );
+    assert!(
+        SESSIONS_COLUMNS
+            .iter()
+            .all(|c| own.contains(&c.to_string()))
+    );
     let mut expected_indexes = indexes(&upstream).await;
     let devicepass: Vec<String> = indexes(&ours)
         .await
         .into_iter()
         .filter(|i| DEVICEPASS_INDEXES.iter().any(|name| i.starts_with(name)))
         .collect();
-    assert_eq!(devicepass.len(), 2);
+    assert_eq!(devicepass.len(), DEVICEPASS_INDEXES.len());
     expected_indexes.extend(devicepass);
     expected_indexes.sort();
     assert_eq!(

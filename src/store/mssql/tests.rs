@@ -192,6 +192,14 @@ fn every_statement_binds_exactly_its_parameters() {
     assert_params("list_tokens", &LIST_TOKENS);
     assert_params("delete_token_by_id", &DELETE_TOKEN_BY_ID);
     assert_params("delete_token_by_login", &DELETE_TOKEN_BY_LOGIN);
+    assert_params("put_session", &sessions::PUT_SESSION);
+    assert_params("get_session", &sessions::GET_SESSION);
+    assert_params("take_session", &sessions::TAKE_SESSION);
+    assert_params("delete_session", &sessions::DELETE_SESSION);
+    assert_params("end_by_sid", &sessions::END_BY_SID);
+    assert_params("end_by_sub", &sessions::END_BY_SUB);
+    assert_params("is_revoked", &sessions::IS_REVOKED);
+    assert_params("purge_sessions", &sessions::PURGE_SESSIONS);
     // Bound in the order the text first names them.
     assert_eq!(placeholders(INSERT_TOKEN.sql), [1, 2, 3, 4, 5, 6]);
     assert_eq!(placeholders(CANDIDATE_BY_LOGIN.sql), [1, 1, 2]);
@@ -269,6 +277,88 @@ fn every_mapped_constraint_exists_in_the_schema() {
     assert!(MIGRATION_LOCK.contains("sp_getapplock"));
     assert!(MIGRATION_LOCK.contains("@LockOwner = N'Transaction'"));
     assert!(MIGRATION_LOCK.contains("devicepass_schema"));
+}
+
+#[test]
+fn sessions_table_is_an_additive_version_2() {
+    // A version 1 database gets exactly the new table and its indexes.
+    let added: Vec<&str> = pending(1).flat_map(|(_, s)| s.iter()).copied().collect();
+    assert_eq!(pending(1).map(|(v, _)| *v).collect::<Vec<_>>(), [2]);
+    for sql in &added {
+        assert!(sql.contains("dp_sessions"), "{sql}");
+        assert!(!sql.contains("ALTER") && !sql.contains("DROP"), "{sql}");
+    }
+    let ddl = added.join(";\n");
+    let bin = "COLLATE Latin1_General_100_BIN2";
+    for column in [
+        format!("id NVARCHAR(64) {bin} NOT NULL"),
+        format!("sub NVARCHAR(255) {bin} NULL"),
+        format!("sid NVARCHAR(255) {bin} NULL"),
+        "data NVARCHAR(MAX) NOT NULL".into(),
+        "expires DATETIME2(6) NOT NULL".into(),
+        "CONSTRAINT dp_sessions_pk PRIMARY KEY (id)".into(),
+    ] {
+        assert!(ddl.contains(&column), "{column}");
+    }
+    for index in ["(sub)", "(sid)", "(expires)"] {
+        assert!(ddl.contains(&format!("ON dp_sessions {index}")), "{index}");
+    }
+    assert!(!ddl.contains("FOREIGN KEY"), "sub refers to no user row");
+    let revoked_sid = format!("sid NVARCHAR(255) {bin}");
+    assert!(CREATE_REVOKED.contains(&revoked_sid), "as dp_sessions.sid");
+}
+
+#[test]
+fn session_statements_respect_expiry() {
+    use sessions::{GET_SESSION, PURGE_SESSIONS, TAKE_SESSION};
+    assert!(GET_SESSION.sql.contains("expires > @P2"));
+    assert!(TAKE_SESSION.sql.contains("expires > @P2"));
+    assert!(PURGE_SESSIONS.sql.contains("expires <= @P1"));
+    // One statement deletes and returns: of two takers one gets the row.
+    let take = TAKE_SESSION.sql.trim();
+    assert!(take.starts_with("DELETE FROM dp_sessions"), "{take}");
+    let output = "OUTPUT deleted.id, deleted.sub, deleted.sid, deleted.data, deleted.expires";
+    assert!(take.contains(output), "columns as read_session reads them");
+    assert!(
+        GET_SESSION
+            .sql
+            .contains("SELECT id, sub, sid, data, expires FROM")
+    );
+}
+
+/// The lines of a batch, trimmed, without blank ones.
+fn lines(sql: &str) -> Vec<&str> {
+    sql.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn ending_by_sid_revokes_once_and_counts_in_one_transaction() {
+    let batch = lines(sessions::END_BY_SID.sql);
+    let at = |text: &str| {
+        batch
+            .iter()
+            .position(|l| l.starts_with(text))
+            .unwrap_or_else(|| panic!("no line {text}"))
+    };
+    assert!(at("BEGIN TRANSACTION") < at("IF NOT EXISTS"));
+    assert!(batch[at("IF NOT EXISTS")].contains("WITH (UPDLOCK, HOLDLOCK)"));
+    assert_eq!(at("INSERT INTO revoked"), at("IF NOT EXISTS") + 1);
+    let delete = at("DELETE FROM dp_sessions");
+    assert!(batch[delete].contains("DATALENGTH(sid) = DATALENGTH(@P1)"));
+    assert_eq!(batch[delete + 1], "SET @deleted = @@ROWCOUNT;");
+    assert!(at("COMMIT TRANSACTION") < at("SELECT @deleted"));
+    assert!(
+        sessions::END_BY_SUB
+            .sql
+            .contains("DATALENGTH(sub) = DATALENGTH(@P1)")
+    );
+
+    let put = lines(sessions::PUT_SESSION.sql);
+    assert!(put.contains(&"UPDATE dp_sessions WITH (UPDLOCK, SERIALIZABLE)"));
+    assert!(put.contains(&"IF @@ROWCOUNT = 0"));
 }
 
 #[test]
@@ -421,6 +511,59 @@ fn rows_become_token_infos_and_users() {
     assert_eq!(read_user(&row).expect("user"), user);
 }
 
+fn session_row(sub: Option<&str>, sid: Option<&str>, at: NaiveDateTime) -> Row {
+    let text = |v: Option<&str>| ColumnData::String(v.map(|v| Cow::Owned(v.to_owned())));
+    Row::builder()
+        .column("id", ColumnType::NVarchar, string(&"ab".repeat(32)))
+        .column("sub", ColumnType::NVarchar, text(sub))
+        .column("sid", ColumnType::NVarchar, text(sid))
+        .column("data", ColumnType::NVarchar, string(r#"{"a":"ö"}"#))
+        .column("expires", ColumnType::Datetime2, datetime2_6(at))
+        .build()
+}
+
+#[test]
+fn rows_become_sessions() {
+    let at = micros("2030-01-02 03:04:05.000006");
+    let signed_in = sessions::read_session(&session_row(Some("sub-ö"), Some("sid-1"), at));
+    let expected = SessionRecord {
+        id: "ab".repeat(32),
+        sub: Some("sub-ö".into()),
+        sid: Some("sid-1".into()),
+        data: r#"{"a":"ö"}"#.into(),
+        expires: at,
+    };
+    assert_eq!(signed_in.expect("session"), expected);
+    let pending = sessions::read_session(&session_row(None, None, at)).expect("session");
+    assert_eq!((pending.sub, pending.sid), (None, None));
+
+    let no_expiry = Row::builder()
+        .column("id", ColumnType::NVarchar, string("x"))
+        .column("sub", ColumnType::NVarchar, ColumnData::String(None))
+        .column("sid", ColumnType::NVarchar, ColumnData::String(None))
+        .column("data", ColumnType::NVarchar, string("{}"))
+        .column(
+            "expires",
+            ColumnType::Datetime2,
+            ColumnData::DateTime2(None),
+        )
+        .build();
+    assert!(matches!(
+        sessions::read_session(&no_expiry),
+        Err(StoreError::Corrupt("datetime"))
+    ));
+
+    let count = |value: Option<i64>| {
+        let row = Row::builder()
+            .column("deleted", ColumnType::Int8, ColumnData::I64(value))
+            .build();
+        sessions::read_count(&[row])
+    };
+    assert_eq!(count(Some(3)).ok(), Some(3));
+    assert!(count(None).is_err());
+    assert!(sessions::read_count(&[]).is_err());
+}
+
 #[test]
 fn unexpected_values_are_corrupt_not_panics() {
     let row = Row::builder()
@@ -537,6 +680,12 @@ async fn open_connects_nothing_and_a_dead_server_is_unavailable() {
     let now = Utc::now().naive_utc().trunc_subsecs(6);
     let found = store.candidate_by_login("x#001", now).await;
     assert!(matches!(found, Err(StoreError::Unavailable)));
+    let session = store.take_session(&"ab".repeat(32), now).await;
+    assert!(matches!(session, Err(StoreError::Unavailable)));
+    let ended = store.end_idp_session(Some("sid"), None).await;
+    assert!(matches!(ended, Err(StoreError::Unavailable)));
+    let nothing = store.end_idp_session(None, None).await;
+    assert_eq!(nothing.ok(), Some(0), "nothing to end needs no server");
 }
 
 #[tokio::test]

@@ -231,3 +231,29 @@ fn open_refuses_a_bad_ssl_mode_or_a_missing_ca_file() {
         Err(StoreError::BadOption("ssl-ca"))
     ));
 }
+
+#[test]
+fn sessions_table_is_keyed_indexed_and_unbounded() {
+    let ddl = sessions::schema("utf8mb4_nopad_bin");
+    for part in [
+        "CREATE TABLE IF NOT EXISTS dp_sessions (",
+        "id VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NOT NULL",
+        "sid VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin NULL",
+        "data LONGTEXT",
+        "expires DATETIME(6) NOT NULL",
+        "PRIMARY KEY (id)",
+        "KEY ix_dp_sessions_sub (sub)",
+        "KEY ix_dp_sessions_sid (sid)",
+        "KEY ix_dp_sessions_expires (expires)",
+        "ENGINE=InnoDB",
+    ] {
+        assert!(ddl.contains(part), "{part}");
+    }
+    assert!(!ddl.contains("FOREIGN KEY"), "sub refers to no user row");
+    assert!(!ddl.contains("utf8mb4_bin"), "only the collation asked for");
+    for column in ["id", "sub", "sid", "data", "expires"] {
+        let required = ("dp_sessions", column);
+        assert!(REQUIRED_COLUMNS.contains(&required), "{column}");
+    }
+    assert_eq!(SCHEMA_VERSION, 2, "version 2 adds dp_sessions");
+}

@@ -140,3 +140,28 @@ fn open_does_not_connect() {
         Err(StoreError::BadOption("sslmode"))
     ));
 }
+
+#[test]
+fn sessions_schema_only_adds() {
+    let statements: Vec<&str> = sessions::SCHEMA
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(statements.len(), 4);
+    assert!(statements[0].starts_with("CREATE TABLE IF NOT EXISTS dp_sessions ("));
+    for index in &statements[1..] {
+        assert!(index.starts_with("CREATE INDEX IF NOT EXISTS ix_dp_sessions_"));
+        assert!(index.contains(" ON dp_sessions ("), "{index}");
+    }
+    for column in [
+        "id VARCHAR(64) NOT NULL",
+        "data TEXT NOT NULL",
+        "expires TIMESTAMP WITHOUT TIME ZONE NOT NULL",
+    ] {
+        assert!(statements[0].contains(column), "{column}");
+    }
+    for word in ["ALTER", "DROP", "REFERENCES"] {
+        assert!(!sessions::SCHEMA.contains(word), "{word}");
+    }
+}
