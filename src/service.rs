@@ -168,11 +168,33 @@ fn run(
     let socket = config.unix_socket.clone();
     async move {
         let upkeep = tokio::spawn(http::metrics::upkeep());
+        let purge = tokio::spawn(purge_sessions(Arc::clone(&app)));
         http::serve(listeners, Arc::clone(&app), shutdown, grace).await;
         upkeep.abort();
+        purge.abort();
         app.verifier.uses().close().await;
         if let Some(path) = socket {
             remove_socket(&path);
+        }
+    }
+}
+
+/// How often expired sessions and abandoned sign-ins are deleted.
+const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Delete expired session rows now and then (every replica does; the
+/// deletes are idempotent). Only when sign-in is configured.
+async fn purge_sessions(app: Arc<App>) {
+    if app.web.oidc.is_none() {
+        return;
+    }
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        tick.tick().await;
+        match app.store.purge_sessions(app.web.clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(sessions = n, "expired sessions deleted"),
+            Err(e) => tracing::warn!(error = %e, "cannot delete expired sessions"),
         }
     }
 }

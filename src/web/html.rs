@@ -121,7 +121,11 @@ impl Problem {
         let home = Some(("", "Back to the start"));
         match self {
             Problem::BadRequest(why) => ("Bad request", why.clone(), home),
-            Problem::Unauthorized => ("Signed out", "Your session has ended.".into(), again),
+            Problem::Unauthorized => (
+                "Signed out",
+                "You are not signed in, or your session has ended.".into(),
+                again,
+            ),
             Problem::Csrf => (
                 "Request refused",
                 "The form was not sent from this page, or the page is out of date. \
