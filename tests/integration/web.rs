@@ -36,6 +36,16 @@ fn server(dir: &Path, extra: &[(&str, &str)]) -> (Server, String) {
 
 /// Write a signed-in session for `user`; returns (cookie value, CSRF token).
 fn sign_in(db: &str, user: &User, is_admin: bool) -> (String, String) {
+    sign_in_until(db, user, is_admin, Utc::now() + TimeDelta::hours(1))
+}
+
+/// A session whose ID token expires at `tokens_expire` (no refresh token).
+fn sign_in_until(
+    db: &str,
+    user: &User,
+    is_admin: bool,
+    tokens_expire: chrono::DateTime<Utc>,
+) -> (String, String) {
     let cookie = format!(
         "{:0<43}",
         user.username
@@ -50,7 +60,7 @@ fn sign_in(db: &str, user: &User, is_admin: bool) -> (String, String) {
         is_admin,
         id_token: "unused".into(),
         refresh_token: None,
-        expires_at: (Utc::now() + TimeDelta::hours(1)).timestamp(),
+        expires_at: tokens_expire.timestamp(),
     };
     let data = serde_json::json!({ "identity": identity, "csrf": csrf }).to_string();
     let record = SessionRecord {
@@ -700,5 +710,82 @@ fn verification_only_mode_serves_no_sign_in() {
     assert_eq!(
         js.header_str("content-type"),
         "text/javascript; charset=utf-8"
+    );
+}
+
+#[test]
+fn page_settings_are_honoured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, db) = server(
+        dir.path(),
+        &[
+            ("DP_UI_LOGINS", "false"),
+            ("DP_UI_HEADING", "Mail passwords"),
+            ("DP_UI_HEADING_SUB", "Example Corp"),
+            ("DP_UI_SHOW_SUBJECT", "false"),
+            ("DP_UI_SHOW_LAST_USED", "false"),
+        ],
+    );
+    let grace = user("grace");
+    let (cookie, csrf) = sign_in(&db, &grace, false);
+    let body = format!("name=Phone&state={csrf}");
+    let created = text(&call(
+        &server,
+        "POST",
+        "/tokens",
+        Some(&cookie),
+        &[FORM],
+        body.as_bytes(),
+    ));
+    assert!(
+        created.contains("<h1>Mail passwords <small>Example Corp</small></h1>"),
+        "{created}"
+    );
+    assert!(!created.contains(&grace.sub), "subject hidden");
+    assert!(!created.contains("Last used"));
+    assert!(!created.contains(">Login</th>"));
+    // Without per-token logins users sign in on devices with their username.
+    assert_eq!(element_text(&created, "new-login"), "grace");
+    let password = element_text(&created, "new-password");
+    assert_eq!(
+        get_auth(server.addr, "/auth", Some(&basic("grace", &password))).status,
+        200
+    );
+}
+
+#[test]
+fn expired_sessions_and_front_channel_logout_sign_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, db) = server(dir.path(), &[]);
+    let henry = user("henry");
+    // Tokens expired and no refresh token: the session is over.
+    let (stale, _) = sign_in_until(&db, &henry, false, Utc::now() - TimeDelta::minutes(1));
+    assert_eq!(
+        json(&call(&server, "GET", "/api/ping", Some(&stale), &[], b""))["pong"],
+        false
+    );
+    assert_eq!(
+        call(&server, "GET", "/api/v1/tokens", Some(&stale), &[], b"").status,
+        401
+    );
+
+    let (cookie, _) = sign_in(&db, &henry, false);
+    assert_eq!(
+        json(&call(&server, "GET", "/api/ping", Some(&cookie), &[], b""))["pong"],
+        true
+    );
+    let front = call(
+        &server,
+        "GET",
+        "/api/logout-frontchannel?sid=sid-sub-henry",
+        None,
+        &[],
+        b"",
+    );
+    assert_eq!(front.status, 200);
+    assert_eq!(front.header_str("cache-control"), "no-store");
+    assert_eq!(
+        json(&call(&server, "GET", "/api/ping", Some(&cookie), &[], b""))["pong"],
+        false
     );
 }
