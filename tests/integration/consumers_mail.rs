@@ -290,7 +290,11 @@ fn dovecot_checkpassword_logs_in_with_device_passwords() {
     let ok = dovecot.login(&dp.login, &dp.password);
     assert!(ok.starts_with("a OK"), "{ok}\n{}", dovecot.log_text());
     // The token login was replaced by its owner's username.
-    assert!(dovecot.logs("Login: user=<alice>"), "{}", dovecot.log_text());
+    assert!(
+        dovecot.logs("Login: user=<alice>"),
+        "{}",
+        dovecot.log_text()
+    );
     let by_email = dovecot.login("alice@example.org", &dp.password);
     assert!(by_email.starts_with("a OK"), "{by_email}");
     assert_eq!(dovecot.login(&dp.login, "not-the-password"), AUTH_FAILED);
@@ -299,7 +303,11 @@ fn dovecot_checkpassword_logs_in_with_device_passwords() {
     dp.server.terminate();
     let down = dovecot.login(&dp.login, &dp.password);
     assert!(down.starts_with(TEMP_FAILURE), "{down}");
-    assert!(dovecot.logs("exited with status 111"), "{}", dovecot.log_text());
+    assert!(
+        dovecot.logs("exited with status 111"),
+        "{}",
+        dovecot.log_text()
+    );
     let log = dovecot.log_text();
     // The shipped snippet parses cleanly ('#' in a value is a comment
     // unless quoted).
@@ -332,7 +340,11 @@ fn dovecot_lua_passdb_script_runs_on_dovecot_2_3() {
 
     let ok = dovecot.login(&dp.login, &dp.password);
     assert!(ok.starts_with("a OK"), "{ok}\n{}", dovecot.log_text());
-    assert!(dovecot.logs("Login: user=<alice>"), "{}", dovecot.log_text());
+    assert!(
+        dovecot.logs("Login: user=<alice>"),
+        "{}",
+        dovecot.log_text()
+    );
     assert_eq!(dovecot.login(&dp.login, "not-the-password"), AUTH_FAILED);
     for login in [odd, &odd_login] {
         let ok = dovecot.login(login, &odd_password);
