@@ -206,6 +206,7 @@ pub async fn login(
         Err(e) => return Err(e.into()),
     }
     tracing::info!(sub = %identity.sub, username = %identity.username, "signed in");
+    web.forget_session(request.headers()).await?;
     let cookie = web.create_session(identity).await?;
     Ok(web.see_other(&web.url(""), &[cookie, web.clear_cookie(web.names.login)]))
 }

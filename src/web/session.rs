@@ -243,6 +243,15 @@ impl Web {
         }
     }
 
+    /// Delete the session this request's cookie names, if any, without
+    /// reading it (a new sign-in replaces it).
+    pub async fn forget_session(&self, headers: &HeaderMap) -> Result<(), StoreError> {
+        match cookie_value(headers, self.names.session) {
+            Some(value) => self.store.delete_session(&digest(&value)).await,
+            None => Ok(()),
+        }
+    }
+
     pub async fn end_session(&self, session: &Session) -> Result<(), StoreError> {
         self.store.delete_session(&session.id).await
     }
