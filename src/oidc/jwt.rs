@@ -187,6 +187,44 @@ pub(crate) fn check_access_token(
     Ok(())
 }
 
+/// Refuse ID tokens offered as access tokens: the page hands its ID
+/// token to the provider as `id_token_hint` at sign-out, so one may turn
+/// up where it was not meant to. An RFC 9068 `at+jwt` is an access token;
+/// `nonce`, `at_hash`, `c_hash` or Keycloak's `typ: ID` mark an ID token.
+/// When the API audience is the client id (the ID token's audience), a
+/// token must also say it is an access token (`at+jwt`, or Keycloak's
+/// `typ: Bearer`).
+pub(crate) fn check_not_id_token(
+    signed: &Signed,
+    shared_audience: bool,
+) -> Result<(), &'static str> {
+    let header_typ = signed
+        .header
+        .typ
+        .as_deref()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let header_typ = header_typ
+        .strip_prefix("application/")
+        .unwrap_or(&header_typ);
+    if header_typ == "at+jwt" {
+        return Ok(());
+    }
+    let claims = &signed.claims;
+    let claim_typ = claims.get("typ").and_then(Value::as_str).unwrap_or("");
+    let id_token = ["nonce", "at_hash", "c_hash"]
+        .iter()
+        .any(|c| claims.contains_key(*c))
+        || claim_typ.eq_ignore_ascii_case("id");
+    if id_token {
+        return Err("an ID token, not an access token");
+    }
+    if shared_audience && !claim_typ.eq_ignore_ascii_case("bearer") {
+        return Err("not marked as an access token (at+jwt), and its audience is the client id");
+    }
+    Ok(())
+}
+
 fn check_issuer_audience(claims: &Claims, expected: &Expected<'_>) -> Result<(), &'static str> {
     if claims.get("iss").and_then(Value::as_str) != Some(expected.issuer) {
         return Err("wrong issuer");

@@ -134,7 +134,7 @@ impl Inner {
         let sub = claims::text(&verified.claims, "sub").map(str::to_string);
         let identity = self.identity(&provider, verified, &response, None).await;
         match &identity {
-            Ok(who) => info!(sub = %who.sub, admin = who.is_admin, "signed in"),
+            Ok(who) => tracing::debug!(sub = %who.sub, admin = who.is_admin, "identity verified"),
             Err(OidcError::Refused(why)) => info!(?sub, refusal = ?why, "sign-in refused"),
             Err(_) => {}
         }

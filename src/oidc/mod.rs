@@ -196,6 +196,14 @@ impl Oidc {
             .is_some_and(|p| p.backchannel_logout_supported)
     }
 
+    /// Whether the provider announces front-channel logout; only then is
+    /// `/api/logout-frontchannel` honoured (it is unauthenticated by design).
+    pub fn frontchannel_logout_supported(&self) -> bool {
+        self.inner
+            .provider()
+            .is_some_and(|p| p.frontchannel_logout_supported)
+    }
+
     /// The provider's issuer, once discovered.
     pub fn issuer(&self) -> Option<String> {
         Some(self.inner.provider()?.issuer.as_str().to_string())
@@ -296,6 +304,11 @@ impl Oidc {
             now: inner.clock.now().and_utc().timestamp(),
         };
         jwt::check_access_token(&signed.claims, &expected)
+            .and_then(|()| {
+                let shared_audience =
+                    inner.settings.api_audience == inner.settings.client_id.as_str();
+                jwt::check_not_id_token(&signed, shared_audience)
+            })
             .map_err(|reason| OidcError::Invalid(format!("bearer token: {reason}")))?;
         inner.settings.rules.bearer(&signed.claims)
     }

@@ -16,9 +16,9 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::html::{Problem, set_cookie};
+use super::html::Problem;
 use super::pages::{expiry_date, token_problem};
-use super::session::{cookie_value, csrf_matches};
+use super::session::csrf_matches;
 use super::{Principal, Web, field, form_fields, read_body};
 use crate::http::response::Body;
 use crate::oidc::OidcError;
@@ -391,25 +391,24 @@ pub async fn frontchannel(
                 .collect()
         })
         .unwrap_or_default();
-    if let Some(iss) = field(&query, "iss")
-        && oidc.issuer().as_deref() != Some(iss)
-    {
+    // Anyone can send this request: act only for a provider that uses
+    // front-channel logout, and only with its issuer and a session id.
+    if !oidc.frontchannel_logout_supported() {
+        return Err(Problem::BadRequest(
+            "the identity provider does not use front-channel logout".into(),
+        ));
+    }
+    let (Some(iss), Some(sid)) = (field(&query, "iss"), field(&query, "sid")) else {
+        return Err(Problem::BadRequest("iss and sid are required".into()));
+    };
+    if oidc.issuer().as_deref() != Some(iss) {
         return Err(Problem::BadRequest(
             "iss is not this service's identity provider".into(),
         ));
     }
-    if let Some(sid) = field(&query, "sid") {
-        let ended = web.store.end_idp_session(Some(sid), None).await?;
-        tracing::info!(ended, "front-channel logout");
-    }
-    if let Some(session) = web.session(request.headers()).await? {
-        web.end_session(&session).await?;
-    }
-    let mut response = empty_ok();
-    if cookie_value(request.headers(), web.names.session).is_some() {
-        set_cookie(&mut response, &web.clear_cookie(web.names.session));
-    }
-    Ok(response)
+    let ended = web.store.end_idp_session(Some(sid), None).await?;
+    tracing::info!(ended, "front-channel logout");
+    Ok(empty_ok())
 }
 
 /// 200 with no body and no caching (what the logout specifications ask).

@@ -298,11 +298,9 @@ pub async fn create(web: &Web, request: Request<Incoming>) -> Result<Response<Bo
     match web.maker.create(&user, &name, expires).await {
         Ok(created) => {
             tracing::info!(sub = %user.sub, login = %created.token.login, "device password created");
-            let login = if web.ui.logins {
-                created.token.login.clone()
-            } else {
-                user.username.clone()
-            };
+            // The token's own login always works; a username login
+            // tries only the most recently used few of a user's tokens.
+            let login = created.token.login.clone();
             let view = CreatedView {
                 name: created.token.name.clone(),
                 login,

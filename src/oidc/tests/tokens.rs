@@ -324,3 +324,35 @@ async fn access_tokens_obey_the_group_and_required_claim_rules() {
     let member = with(access_claims(), "department", json!("it"));
     assert!(bearer(&required, &member).await.is_ok());
 }
+
+#[tokio::test]
+async fn id_tokens_are_not_access_tokens() {
+    for (claim, value) in [
+        ("nonce", json!("n-0S6_WzA2Mj")),
+        ("at_hash", json!("77QmUPtjPfzWtF2AnpK9RQ")),
+        ("typ", json!("ID")),
+    ] {
+        let got = reason(bearer(&config(ISSUER), &with(access_claims(), claim, value)).await);
+        assert_eq!(
+            got, "bearer token: an ID token, not an access token",
+            "{claim}"
+        );
+    }
+
+    // With the client id as API audience, an ID token and an access token
+    // share their audience: only a token marked as an access token passes.
+    let mut shared = config(ISSUER);
+    shared.api_audience = CLIENT_ID.into();
+    let unmarked = with(access_claims(), "aud", json!(CLIENT_ID));
+    let got = reason(bearer(&shared, &unmarked).await);
+    assert!(got.contains("not marked as an access token"), "{got}");
+    let keycloak = with(unmarked.clone(), "typ", json!("Bearer"));
+    assert!(bearer(&shared, &keycloak).await.is_ok());
+    let key = rsa_key();
+    let mut header = key.header();
+    header.typ = Some("at+jwt".into());
+    let rfc9068 = oidc(&shared)
+        .bearer(&key.sign_with(header, &unmarked))
+        .await;
+    assert!(rfc9068.is_ok());
+}
