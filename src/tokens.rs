@@ -43,10 +43,15 @@ pub enum UsernameError {
     Colon,
     #[error("the username must not contain control characters")]
     Control,
+    #[error("the username must not start or end with a space (a proxy's header would lose it)")]
+    Padded,
+    #[error("the username must not contain # (logins of device passwords are username#digits)")]
+    Hash,
 }
 
-/// A username must survive HTTP Basic (no colon) and logs (no control
-/// characters); logins are built from it.
+/// A username must survive HTTP Basic (no colon), logs (no control
+/// characters) and identity headers (no surrounding spaces, which a proxy
+/// trims, making ` alice ` look like `alice`); logins are built from it.
 pub fn check_username(username: &str) -> Result<(), UsernameError> {
     if username.trim().is_empty() {
         Err(UsernameError::Empty)
@@ -54,6 +59,10 @@ pub fn check_username(username: &str) -> Result<(), UsernameError> {
         Err(UsernameError::Colon)
     } else if username.chars().any(char::is_control) {
         Err(UsernameError::Control)
+    } else if username.trim() != username {
+        Err(UsernameError::Padded)
+    } else if username.contains('#') {
+        Err(UsernameError::Hash)
     } else {
         Ok(())
     }
@@ -136,5 +145,22 @@ impl TokenMaker {
             Some(at) if at <= limit => Ok(Some(at)),
             Some(_) => Err(TokenError::ExpiryTooFar(days)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_that_break_basic_headers_or_logins_are_refused() {
+        assert_eq!(check_username("alice"), Ok(()));
+        assert_eq!(check_username("dörte.o'neil"), Ok(()));
+        assert_eq!(check_username(" "), Err(UsernameError::Empty));
+        assert_eq!(check_username("a:b"), Err(UsernameError::Colon));
+        assert_eq!(check_username("a\nb"), Err(UsernameError::Control));
+        assert_eq!(check_username(" alice "), Err(UsernameError::Padded));
+        assert_eq!(check_username("alice\u{a0}"), Err(UsernameError::Padded));
+        assert_eq!(check_username("alice#508"), Err(UsernameError::Hash));
     }
 }

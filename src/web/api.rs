@@ -295,6 +295,17 @@ pub async fn legacy(web: &Web, request: Request<Incoming>) -> Result<Response<Bo
         return Err(Problem::MethodNotAllowed("GET, POST, DELETE"));
     }
     let headers = request.headers().clone();
+    let is_form = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(Problem::UnsupportedMediaType);
+    }
     let fields = form_fields(&read_body(request).await?);
     let presented = field(&fields, "state")
         .map(str::to_string)

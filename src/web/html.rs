@@ -170,7 +170,9 @@ impl Problem {
             ),
             Problem::UnsupportedMediaType => (
                 "Unsupported content type",
-                "Send application/json or a form.".into(),
+                "Send the body in the content type this endpoint documents \
+                 (see /api/openapi.json)."
+                    .into(),
                 home,
             ),
             Problem::Unavailable => (

@@ -109,6 +109,8 @@ pub fn route_name(path: &str) -> Option<&'static str> {
         "/api/ping" => "/api/ping",
         "/api/logout-backchannel" => "/api/logout-backchannel",
         "/api/logout-frontchannel" => "/api/logout-frontchannel",
+        // Answered 404 in JSON, like the rest of the API.
+        p if p.starts_with("/api/") => "/api/{unknown}",
         _ => return None,
     })
 }

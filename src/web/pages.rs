@@ -223,6 +223,14 @@ pub fn sign_in_problem(e: OidcError) -> Problem {
             tracing::info!(reason = %why, "sign-in refused by an access rule");
             Problem::Refused(why.to_string())
         }
+        OidcError::Invalid(reason) if reason.contains("invalid_client") => {
+            tracing::error!(%reason, "sign-in failed: the provider refuses the client credentials");
+            Problem::SignInFailed(
+                "The identity provider does not accept this service's client id or secret. \
+                 Tell your administrator."
+                    .into(),
+            )
+        }
         OidcError::Invalid(reason) => {
             tracing::warn!(%reason, "sign-in failed: the provider's answer is not valid");
             Problem::SignInFailed(
@@ -323,7 +331,9 @@ pub async fn create(web: &Web, request: Request<Incoming>) -> Result<Response<Bo
 /// A user-fixable creation error as text, or the problem to answer.
 pub fn token_problem(e: TokenError) -> Result<String, Problem> {
     match e {
-        TokenError::BadName => Ok("Give the device a name of 1 to 200 characters.".into()),
+        TokenError::BadName => {
+            Ok("Give the device a name of 1 to 200 characters, without line breaks.".into())
+        }
         TokenError::ExpiryInPast => Ok("The expiry date must be in the future.".into()),
         TokenError::ExpiryTooFar(days) => Ok(format!(
             "Device passwords may live at most {days} days; choose an earlier date."

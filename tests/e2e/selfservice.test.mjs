@@ -74,6 +74,11 @@ test('a: sign in, create, use and delete a device password, sign out', TIMEOUT, 
     assert.ok(login.length > 0, 'a login is shown');
     assert.equal(await page.locator('#copy-password').count(), 1);
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    // Reloading shows the list again; it does not post the form twice.
+    await page.reload();
+    assert.equal(page.url(), `${DP_URL}/`);
+    assert.equal(await page.locator('section#created').count(), 0);
+    assert.equal(await page.locator('tr[data-id]', { hasText: 'Phone' }).count(), 1);
 
     assert.equal(await authStatus(login, password), 200);
     assert.equal(await authStatus(login, `${password}x`), 401);

@@ -679,6 +679,18 @@ fn bad_requests_get_clear_answers() {
         b"",
     );
     assert_eq!(front.status, 400);
+    let unknown = call(&server, "GET", "/api/v2/whatever", None, &[], b"");
+    assert_eq!(unknown.status, 404);
+    assert_eq!(json(&unknown)["error"], "not_found");
+    let legacy_json = call(
+        &server,
+        "POST",
+        "/api/tokens",
+        Some(&cookie),
+        &[JSON, csrf_header],
+        br#"{"name":"x"}"#,
+    );
+    assert_eq!(legacy_json.status, 415, "the Python API takes forms");
     let log = server.log_text();
     for secret in [cookie.as_str(), csrf.as_str(), "not.a.jwt"] {
         assert!(!log.contains(secret), "the log holds a secret: {log}");

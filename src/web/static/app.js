@@ -6,6 +6,9 @@ document.addEventListener("DOMContentLoaded", () => {
   const created = document.getElementById("created");
   if (created) {
     created.focus();
+    // This page answers a POST: make a reload fetch the list instead of
+    // creating another password.
+    history.replaceState(null, "", created.dataset.home);
   }
   for (const button of document.querySelectorAll("button[data-copy]")) {
     button.addEventListener("click", async () => {
