@@ -324,10 +324,14 @@ fn token_error(e: TokenError) -> OidcError {
     }
 }
 
+/// Whether new keys might help: an unknown key id, or a signature that
+/// fails under a known one (a provider may rotate a key and keep its id).
 fn names_unknown_key(e: &ClaimsVerificationError) -> bool {
     matches!(
         e,
-        ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)
+        ClaimsVerificationError::SignatureVerification(
+            SignatureVerificationError::NoMatchingKey | SignatureVerificationError::CryptoError(_)
+        )
     )
 }
 

@@ -335,8 +335,14 @@ impl Inner {
     async fn verify_jwt(&self, jwt: &str) -> Result<jwt::Signed, jwt::SignatureError> {
         let algorithms = &self.settings.jwt_algs;
         let check = |keys: &KeySet| jwt::verify_signature(jwt, &keys.jwks, algorithms);
-        self.with_key_refetch(check, |e| *e == jwt::SignatureError::UnknownKey)
-            .await
+        // A bad signature may mean a key rotated under the same key id.
+        let retry = |e: &jwt::SignatureError| {
+            matches!(
+                e,
+                jwt::SignatureError::UnknownKey | jwt::SignatureError::Invalid
+            )
+        };
+        self.with_key_refetch(check, retry).await
     }
 
     /// Run `check` with the current keys; when it fails for want of a

@@ -356,3 +356,16 @@ async fn id_tokens_are_not_access_tokens() {
         .await;
     assert!(rfc9068.is_ok());
 }
+
+#[tokio::test]
+async fn a_key_replaced_under_the_same_id_is_refetched() {
+    let old = ec_key_a();
+    let replacement = ec_key_b().renamed(&old.kid);
+    let fake = FakeProvider::start(&[&replacement]).await;
+    let provider = provider(&fake.base);
+    let oidc = Oidc::with_provider(&fake.config(), provider, key_set(&[&old]), clock());
+    let claims = with(logout_claims(), "iss", json!(fake.base));
+
+    assert!(oidc.logout_token(&replacement.sign(&claims)).await.is_ok());
+    assert_eq!(fake.with(|s| s.jwks_fetches), 1);
+}
