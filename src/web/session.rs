@@ -27,6 +27,10 @@ const LOGIN_WINDOW: TimeDelta = TimeDelta::minutes(10);
 /// Tokens are refreshed this long before they expire.
 const REFRESH_MARGIN: i64 = 60;
 
+/// How long past its tokens' expiry a session survives while the provider
+/// cannot be reached to refresh them, in seconds.
+const OUTAGE_GRACE: i64 = 3600;
+
 /// What a signed-in session row holds.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
@@ -233,8 +237,17 @@ impl Web {
                 self.store.delete_session(&session.id).await?;
                 Ok(None)
             }
-            // Still valid for a moment: try again on the next request.
-            Err(OidcError::Unavailable) if !expired => Ok(Some(session)),
+            // The provider is down: a signed-in user keeps working for a
+            // while (try again on the next request), but not forever
+            // without the provider confirming them.
+            Err(OidcError::Unavailable)
+                if now_unix < session.identity.expires_at + OUTAGE_GRACE =>
+            {
+                if expired {
+                    tracing::warn!(sub = %session.identity.sub, "provider unreachable; session kept past token expiry");
+                }
+                Ok(Some(session))
+            }
             Err(e) => {
                 tracing::info!(sub = %session.identity.sub, reason = %e, "session ended: refresh failed");
                 self.store.delete_session(&session.id).await?;

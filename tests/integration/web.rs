@@ -36,7 +36,7 @@ fn server(dir: &Path, extra: &[(&str, &str)]) -> (Server, String) {
 
 /// Write a signed-in session for `user`; returns (cookie value, CSRF token).
 fn sign_in(db: &str, user: &User, is_admin: bool) -> (String, String) {
-    sign_in_until(db, user, is_admin, Utc::now() + TimeDelta::hours(1))
+    sign_in_until(db, user, is_admin, Utc::now() + TimeDelta::hours(1), false)
 }
 
 /// A session whose ID token expires at `tokens_expire` (no refresh token).
@@ -45,6 +45,7 @@ fn sign_in_until(
     user: &User,
     is_admin: bool,
     tokens_expire: chrono::DateTime<Utc>,
+    refresh: bool,
 ) -> (String, String) {
     let cookie = format!(
         "{:0<43}",
@@ -59,7 +60,7 @@ fn sign_in_until(
         sid: Some(format!("sid-{}", user.sub)),
         is_admin,
         id_token: "unused".into(),
-        refresh_token: None,
+        refresh_token: refresh.then(|| "refresh-token".to_string()),
         expires_at: tokens_expire.timestamp(),
     };
     let data = serde_json::json!({ "identity": identity, "csrf": csrf }).to_string();
@@ -773,7 +774,8 @@ fn expired_sessions_end_and_unannounced_front_channel_logout_is_refused() {
     let (server, db) = server(dir.path(), &[]);
     let henry = user("henry");
     // Tokens expired and no refresh token: the session is over.
-    let (stale, _) = sign_in_until(&db, &henry, false, Utc::now() - TimeDelta::minutes(1));
+    let expired = Utc::now() - TimeDelta::minutes(1);
+    let (stale, _) = sign_in_until(&db, &henry, false, expired, false);
     assert_eq!(
         json(&call(&server, "GET", "/api/ping", Some(&stale), &[], b""))["pong"],
         false
@@ -783,11 +785,19 @@ fn expired_sessions_end_and_unannounced_front_channel_logout_is_refused() {
         401
     );
 
+    // With a refresh token but the provider unreachable, a session lives
+    // on for an hour past its tokens' expiry, then ends.
+    let ida = user("ida");
+    let ping = |cookie: &str| {
+        json(&call(&server, "GET", "/api/ping", Some(cookie), &[], b""))["pong"].clone()
+    };
+    let (recent, _) = sign_in_until(&db, &ida, false, Utc::now() - TimeDelta::minutes(5), true);
+    assert_eq!(ping(&recent), true);
+    let (old, _) = sign_in_until(&db, &ida, false, Utc::now() - TimeDelta::minutes(61), true);
+    assert_eq!(ping(&old), false);
+
     let (cookie, _) = sign_in(&db, &henry, false);
-    assert_eq!(
-        json(&call(&server, "GET", "/api/ping", Some(&cookie), &[], b""))["pong"],
-        true
-    );
+    assert_eq!(ping(&cookie), true);
     // Front-channel logout is unauthenticated: it is refused unless the
     // provider announces it (this one was never discovered), and the
     // session stays.
