@@ -160,7 +160,9 @@ pub async fn login(
             )),
             request_id,
         );
-        set_cookie(&mut response, &web.clear_cookie(web.names.login));
+        if let Some(state) = field(&query, "state") {
+            set_cookie(&mut response, &web.clear_cookie(&web.login_cookie(state)));
+        }
         return Ok(response);
     }
     let Some(code) = field(&query, "code") else {
@@ -178,11 +180,11 @@ pub async fn login(
                 .into(),
         )
     };
+    let state = field(&query, "state").unwrap_or_default();
     let pending = web
-        .take_pending(request.headers())
+        .take_pending(request.headers(), state)
         .await?
         .ok_or_else(stale)?;
-    let state = field(&query, "state").unwrap_or_default();
     if !constant_time_eq(state, &pending.state) {
         tracing::info!("sign-in refused: state does not match");
         return Err(stale());
@@ -208,7 +210,8 @@ pub async fn login(
     tracing::info!(sub = %identity.sub, username = %identity.username, "signed in");
     web.forget_session(request.headers()).await?;
     let cookie = web.create_session(identity).await?;
-    Ok(web.see_other(&web.url(""), &[cookie, web.clear_cookie(web.names.login)]))
+    let done = web.clear_cookie(&web.login_cookie(state));
+    Ok(web.see_other(&web.url(""), &[cookie, done]))
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {

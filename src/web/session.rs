@@ -92,8 +92,8 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 impl Web {
-    fn cookie(&self, name: &'static str, value: String, max_age: Option<i64>) -> String {
-        let mut c = Cookie::build((name, value))
+    fn cookie(&self, name: &str, value: String, max_age: Option<i64>) -> String {
+        let mut c = Cookie::build((name.to_string(), value))
             .path("/")
             .http_only(true)
             .secure(self.settings.cookie_secure)
@@ -105,8 +105,14 @@ impl Web {
     }
 
     /// A Set-Cookie value that removes the cookie `name`.
-    pub fn clear_cookie(&self, name: &'static str) -> String {
+    pub fn clear_cookie(&self, name: &str) -> String {
         self.cookie(name, String::new(), Some(0))
+    }
+
+    /// The cookie of the sign-in whose `state` is given: one per sign-in,
+    /// so two tabs signing in at once do not undo each other.
+    pub fn login_cookie(&self, state: &str) -> String {
+        format!("{}-{}", self.names.login, &digest(state)[..16])
     }
 
     /// Remember a sign-in in progress; returns the Set-Cookie value.
@@ -122,15 +128,18 @@ impl Web {
         };
         self.store.put_session(&record).await?;
         let max_age = LOGIN_WINDOW.num_seconds();
-        Ok(self.cookie(self.names.login, value, Some(max_age)))
+        let name = self.login_cookie(&pending.state);
+        Ok(self.cookie(&name, value, Some(max_age)))
     }
 
-    /// The sign-in this browser started, taken so it cannot be replayed.
+    /// The sign-in this browser started with `state`, taken so it cannot
+    /// be replayed.
     pub async fn take_pending(
         &self,
         headers: &HeaderMap,
+        state: &str,
     ) -> Result<Option<PendingLogin>, StoreError> {
-        let Some(value) = cookie_value(headers, self.names.login) else {
+        let Some(value) = cookie_value(headers, &self.login_cookie(state)) else {
             return Ok(None);
         };
         let record = self

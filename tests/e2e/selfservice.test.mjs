@@ -10,7 +10,7 @@ import { before, test } from 'node:test';
 
 import {
   DP_URL, OP_URL, SCREENSHOT, api, authStatus, backchannelLog, bearerToken,
-  breakSignature, confirmProviderLogout, dateIn, navigate, setTamper, signIn,
+  breakSignature, confirmProviderLogout, dateIn, navigate, providerLogin, setTamper, signIn,
   signedOut, withBrowser,
 } from './harness.mjs';
 
@@ -131,6 +131,22 @@ test('c: a user outside the required group is refused', TIMEOUT, async (t) => {
     assert.equal(await assertErrorPage(page, response, 'Access refused'), 403);
     t.diagnostic(`reason: ${await page.locator('p.reason').innerText()}`);
     assert.ok(await signedOut(page), 'no session for a refused user');
+  });
+});
+
+test('g: two tabs signing in at once do not undo each other', TIMEOUT, async () => {
+  await withBrowser('g', async (page, context) => {
+    const other = await context.newPage();
+    await page.goto(`${DP_URL}/login`);
+    await other.goto(`${DP_URL}/login`);
+    assert.ok(page.url().startsWith(OP_URL) && other.url().startsWith(OP_URL), 'both at the provider');
+    const first = await providerLogin(page, 'bob');
+    assert.equal(first.status(), 200);
+    assert.equal(page.url(), `${DP_URL}/`);
+    assert.equal(await page.locator('form#logout').count(), 1, 'the first tab signed in');
+    const second = await providerLogin(other, 'bob');
+    assert.equal(second.status(), 200);
+    assert.equal(await other.locator('form#logout').count(), 1, 'the second tab signed in');
   });
 });
 
