@@ -113,6 +113,16 @@ fn json(reply: &Reply) -> serde_json::Value {
     serde_json::from_slice(&reply.body).unwrap_or_else(|_| panic!("not JSON: {}", text(reply)))
 }
 
+/// The status `/auth` answers for a login and password.
+fn auth(server: &Server, login: &str, password: &str) -> u16 {
+    get_auth(server.addr, "/auth", Some(&basic(login, password))).status
+}
+
+/// Whether `/api/ping` finds the session of `cookie` valid.
+fn ping(server: &Server, cookie: &str) -> serde_json::Value {
+    json(&call(server, "GET", "/api/ping", Some(cookie), &[], b""))["pong"].clone()
+}
+
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
 const JSON: (&str, &str) = ("Content-Type", "application/json");
 
@@ -190,10 +200,7 @@ fn pages_create_show_once_and_delete_with_csrf() {
     let password = element_text(&html, "new-password");
     let login = element_text(&html, "new-login");
     assert!(login.starts_with("alice#"), "{login}");
-    assert_eq!(
-        get_auth(server.addr, "/auth", Some(&basic(&login, &password))).status,
-        200
-    );
+    assert_eq!(auth(&server, &login, &password), 200);
 
     // The list shows the token but never the password again.
     let list = text(&call(&server, "GET", "/", Some(&cookie), &[], b""));
@@ -220,10 +227,7 @@ fn pages_create_show_once_and_delete_with_csrf() {
         format!("state={csrf}").as_bytes(),
     );
     assert_eq!(deleted.status, 303);
-    assert_eq!(
-        get_auth(server.addr, "/auth", Some(&basic(&login, &password))).status,
-        401
-    );
+    assert_eq!(auth(&server, &login, &password), 401);
 }
 
 #[test]
@@ -336,10 +340,7 @@ fn json_api_needs_csrf_and_keeps_users_apart() {
         created["login"].as_str().expect("login"),
         created["password"].as_str().expect("pw"),
     );
-    assert_eq!(
-        get_auth(server.addr, "/auth", Some(&basic(login, password))).status,
-        200
-    );
+    assert_eq!(auth(&server, login, password), 200);
 
     let mine = json(&call(
         &server,
@@ -390,10 +391,7 @@ fn json_api_needs_csrf_and_keeps_users_apart() {
         call(&server, "DELETE", &path, Some(&bob), &[bob_token], b"").status,
         404
     );
-    assert_eq!(
-        get_auth(server.addr, "/auth", Some(&basic(login, password))).status,
-        200
-    );
+    assert_eq!(auth(&server, login, password), 200);
     let admin_token = ("X-CSRF-Token", admin_csrf.as_str());
     assert_eq!(
         call(&server, "DELETE", &path, Some(&admin), &[], b"").status,
@@ -403,10 +401,7 @@ fn json_api_needs_csrf_and_keeps_users_apart() {
         call(&server, "DELETE", &path, Some(&admin), &[admin_token], b"").status,
         204
     );
-    assert_eq!(
-        get_auth(server.addr, "/auth", Some(&basic(login, password))).status,
-        401
-    );
+    assert_eq!(auth(&server, login, password), 401);
     assert_eq!(
         call(&server, "DELETE", &path, Some(&admin), &[admin_token], b"").status,
         404
@@ -447,10 +442,7 @@ fn python_form_api_answers_in_its_shapes() {
         created["login"].as_str().expect("login"),
         created["secret"].as_str().expect("secret"),
     );
-    assert_eq!(
-        get_auth(server.addr, "/auth", Some(&basic(login, secret))).status,
-        200
-    );
+    assert_eq!(auth(&server, login, secret), 200);
 
     let list = json(&call(
         &server,
@@ -494,10 +486,7 @@ fn python_form_api_answers_in_its_shapes() {
     ));
     assert_eq!(deleted["id"], id);
     assert_eq!(deleted["name"], "Mail");
-    assert_eq!(
-        get_auth(server.addr, "/auth", Some(&basic(login, secret))).status,
-        401
-    );
+    assert_eq!(auth(&server, login, secret), 401);
 }
 
 #[test]
@@ -506,10 +495,7 @@ fn sessions_end_by_logout_and_by_back_channel_records() {
     let (server, db) = server(dir.path(), &[]);
     let erin = user("erin");
     let (cookie, csrf) = sign_in(&db, &erin, false);
-    assert_eq!(
-        json(&call(&server, "GET", "/api/ping", Some(&cookie), &[], b""))["pong"],
-        true
-    );
+    assert_eq!(ping(&server, &cookie), true);
     assert_eq!(
         call(&server, "POST", "/logout", Some(&cookie), &[FORM], b"").status,
         403
@@ -524,18 +510,12 @@ fn sessions_end_by_logout_and_by_back_channel_records() {
     );
     assert_eq!(out.status, 303);
     assert!(out.header_str("set-cookie").contains("Max-Age=0"));
-    assert_eq!(
-        json(&call(&server, "GET", "/api/ping", Some(&cookie), &[], b""))["pong"],
-        false
-    );
+    assert_eq!(ping(&server, &cookie), false);
 
     // A sid revoked by the provider (as the Python project records it)
     // ends a session on its next request.
     let (cookie, _) = sign_in(&db, &erin, false);
-    assert_eq!(
-        json(&call(&server, "GET", "/api/ping", Some(&cookie), &[], b""))["pong"],
-        true
-    );
+    assert_eq!(ping(&server, &cookie), true);
     let url = DatabaseUrl::parse(&db).expect("url");
     tokio::runtime::Runtime::new()
         .expect("runtime")
@@ -546,10 +526,7 @@ fn sessions_end_by_logout_and_by_back_channel_records() {
                 .await
                 .expect("end");
         });
-    assert_eq!(
-        json(&call(&server, "GET", "/api/ping", Some(&cookie), &[], b""))["pong"],
-        false
-    );
+    assert_eq!(ping(&server, &cookie), false);
 }
 
 #[test]
@@ -762,10 +739,7 @@ fn page_settings_are_honoured() {
     let login = element_text(&created, "new-login");
     assert!(login.starts_with("grace#"), "{login}");
     let password = element_text(&created, "new-password");
-    assert_eq!(
-        get_auth(server.addr, "/auth", Some(&basic(&login, &password))).status,
-        200
-    );
+    assert_eq!(auth(&server, &login, &password), 200);
 }
 
 #[test]
@@ -776,10 +750,7 @@ fn expired_sessions_end_and_unannounced_front_channel_logout_is_refused() {
     // Tokens expired and no refresh token: the session is over.
     let expired = Utc::now() - TimeDelta::minutes(1);
     let (stale, _) = sign_in_until(&db, &henry, false, expired, false);
-    assert_eq!(
-        json(&call(&server, "GET", "/api/ping", Some(&stale), &[], b""))["pong"],
-        false
-    );
+    assert_eq!(ping(&server, &stale), false);
     assert_eq!(
         call(&server, "GET", "/api/v1/tokens", Some(&stale), &[], b"").status,
         401
@@ -788,16 +759,13 @@ fn expired_sessions_end_and_unannounced_front_channel_logout_is_refused() {
     // With a refresh token but the provider unreachable, a session lives
     // on for an hour past its tokens' expiry, then ends.
     let ida = user("ida");
-    let ping = |cookie: &str| {
-        json(&call(&server, "GET", "/api/ping", Some(cookie), &[], b""))["pong"].clone()
-    };
     let (recent, _) = sign_in_until(&db, &ida, false, Utc::now() - TimeDelta::minutes(5), true);
-    assert_eq!(ping(&recent), true);
+    assert_eq!(ping(&server, &recent), true);
     let (old, _) = sign_in_until(&db, &ida, false, Utc::now() - TimeDelta::minutes(61), true);
-    assert_eq!(ping(&old), false);
+    assert_eq!(ping(&server, &old), false);
 
     let (cookie, _) = sign_in(&db, &henry, false);
-    assert_eq!(ping(&cookie), true);
+    assert_eq!(ping(&server, &cookie), true);
     // Front-channel logout is unauthenticated: it is refused unless the
     // provider announces it (this one was never discovered), and the
     // session stays.
@@ -810,8 +778,5 @@ fn expired_sessions_end_and_unannounced_front_channel_logout_is_refused() {
         b"",
     );
     assert_eq!(front.status, 400);
-    assert_eq!(
-        json(&call(&server, "GET", "/api/ping", Some(&cookie), &[], b""))["pong"],
-        true
-    );
+    assert_eq!(ping(&server, &cookie), true);
 }
